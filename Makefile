@@ -1,0 +1,27 @@
+# The two commands of the README: `make run` and `make test`. Both create the environment if needed.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade uv
+	$(BIN)/uv pip install --python $(BIN)/python --constraint constraints.txt --editable ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	VENV=$(abspath $(VENV)) scripts/run-airflow.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy airflow_integrity
+
+clean:
+	rm -rf $(VENV) .airflow

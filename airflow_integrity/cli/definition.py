@@ -1,0 +1,42 @@
+"""``airflow integrity ...`` command tree, registered through the provider's ``cli`` entry.
+
+Only argument definitions live here; each command's code is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+
+ARG_CONN_ID = Arg(
+    ("--conn-id",),
+    help="Connection of the integrity store (default: [integrity] conn_id, then the embedded SQLite store)",
+    default=None,
+)
+
+DB_COMMANDS = (
+    ActionCommand(
+        name="migrate",
+        help="Create or upgrade the integrity store schema (safe to run from several processes at once)",
+        func=lazy_load_command("airflow_integrity.cli.db_command.migrate"),
+        args=(ARG_CONN_ID,),
+    ),
+    ActionCommand(
+        name="check",
+        help="Check that the integrity store is reachable and its schema is current",
+        func=lazy_load_command("airflow_integrity.cli.db_command.check"),
+        args=(ARG_CONN_ID,),
+    ),
+)
+
+
+def get_integrity_cli_commands() -> list[GroupCommand]:
+    """Return the ``integrity`` command group for Airflow's CLI parser."""
+    return [
+        GroupCommand(
+            name="integrity",
+            help="Manage the airflow-integrity store, audit trail and idempotency ledger",
+            subcommands=(
+                GroupCommand(name="db", help="Manage the integrity store database", subcommands=DB_COMMANDS),
+            ),
+        )
+    ]

@@ -1,0 +1,88 @@
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_integrity import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description: connection type, hooks, CLI, config section and plugin."""
+    return {
+        "package-name": "airflow-integrity",
+        "name": "Integrity",
+        "description": (
+            "Validated data between tasks, exactly-once effects and a tamper-evident audit trail "
+            "for regulated business processes."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Integrity",
+                "external-doc-url": "https://pypi.org/project/airflow-integrity/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Integrity",
+                "python-modules": ["airflow_integrity.hooks.integrity"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_integrity.hooks.integrity.IntegrityCheckHook",
+                "hook-name": "Integrity Store",
+                "connection-type": "integrity",
+            }
+        ],
+        "cli": ["airflow_integrity.cli.definition.get_integrity_cli_commands"],
+        "plugins": [
+            {"name": "integrity", "plugin-class": "airflow_integrity.plugin.IntegrityPlugin"},
+        ],
+        "config": {
+            "integrity": {
+                "description": "Settings of the airflow-integrity provider and its dedicated integrity store.",
+                "options": {
+                    "conn_id": {
+                        "description": (
+                            "Airflow connection that locates the integrity store (PostgreSQL in production). "
+                            "When the connection does not exist, an SQLite file under AIRFLOW_HOME is used."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "integrity_default",
+                        "default": "integrity_default",
+                    },
+                    "sqlite_path": {
+                        "description": (
+                            "Path of the embedded SQLite store used when the connection is not defined. "
+                            "Empty means integrity.db under AIRFLOW_HOME."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/lib/airflow/integrity.db",
+                        "default": "",
+                    },
+                    "auto_migrate": {
+                        "description": (
+                            "Apply pending store migrations the first time a process opens the store. "
+                            "Turn off where schema changes must go through `airflow integrity db migrate`."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "sqlite_busy_timeout": {
+                        "description": "Seconds an SQLite writer waits for a lock held by another process.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "60",
+                        "default": "60",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,99 @@
+"""``IntegrityCheckHook``: the one door from Airflow code into the integrity store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_integrity.settings import DEFAULT_CONN_ID, load_settings
+from airflow_integrity.store import IntegrityStore, StoreConfigurationError, StoreError, StoreLocation
+
+
+class IntegrityCheckHook(BaseHook):
+    """Reach the integrity store named by an Airflow connection.
+
+    The connection is a PostgreSQL connection (``postgresql://user:password@host:5432/database``), or of type
+    ``integrity`` with extra ``{"backend": "postgresql"}`` (the default) or ``{"backend": "sqlite"}`` and the
+    file path as host. When the configured connection (``[integrity] conn_id``) does not exist, the embedded
+    SQLite store under ``AIRFLOW_HOME`` is used, so a single machine needs no set-up.
+
+    Args:
+        integrity_conn_id: Connection id; defaults to ``[integrity] conn_id`` (``integrity_default``).
+    """
+
+    conn_name_attr = "integrity_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "integrity"
+    hook_name = "Integrity Store"
+
+    def __init__(self, integrity_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = load_settings()
+        self.integrity_conn_id = integrity_conn_id or self._settings.conn_id
+        self._store: IntegrityStore | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabel the connection form for a database location."""
+        return {
+            "hidden_fields": [],
+            "relabeling": {"schema": "Database", "host": "Host (or SQLite file path)"},
+            "placeholders": {
+                "host": "postgres.internal or /var/lib/airflow/integrity.db",
+                "schema": "integrity",
+                "port": "5432",
+                "extra": '{"backend": "postgresql", "sslmode": "require"}',
+            },
+        }
+
+    def get_location(self) -> StoreLocation:
+        """Resolve where the store lives from the connection, or the embedded SQLite default."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        source = f"connection {self.integrity_conn_id!r}"
+        try:
+            conn = self.get_connection(self.integrity_conn_id)
+        except AirflowNotFoundException:
+            if self.integrity_conn_id != self._settings.conn_id:
+                raise StoreConfigurationError(
+                    f"The integrity store {source} is not defined. Create it (Admin > Connections, "
+                    f"or AIRFLOW_CONN_{self.integrity_conn_id.upper()}) or leave the connection id "
+                    "unset to use the configured store."
+                ) from None
+            return StoreLocation.sqlite(self._settings.sqlite_path)
+        return StoreLocation.from_fields(
+            source=source,
+            conn_type=conn.conn_type,
+            host=conn.host,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            schema=conn.schema,
+            extra=conn.extra_dejson,
+        )
+
+    def get_store(self, *, ensure_schema: bool = True) -> IntegrityStore:
+        """Return the store, with its schema checked (and migrated if ``[integrity] auto_migrate``)."""
+        if self._store is None:
+            self._store = IntegrityStore(self.get_location(), busy_timeout=self._settings.sqlite_busy_timeout)
+        if ensure_schema:
+            self._store.ensure_schema(auto_migrate=self._settings.auto_migrate)
+        return self._store
+
+    def get_conn(self) -> IntegrityStore:
+        """Airflow's generic accessor: the store object."""
+        return self.get_store()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check that the store is reachable and report its schema revision."""
+        try:
+            status = self.get_store(ensure_schema=False).describe()
+        except StoreError as exc:
+            return False, str(exc)
+        if not status.current:
+            return True, (
+                f"Reached {status.backend} store {status.location}; schema at {status.revision or 'none'}, "
+                f"run `airflow integrity db migrate` to reach {status.head}."
+            )
+        return True, f"Reached {status.backend} store {status.location}, schema {status.revision}."

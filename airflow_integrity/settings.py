@@ -1,0 +1,43 @@
+"""The ``[integrity]`` configuration section, read with the same defaults the provider info declares."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CONN_ID = "integrity_default"
+SECTION = "integrity"
+
+
+def _conf():  # type: ignore[no-untyped-def]
+    from airflow.sdk import conf
+
+    return conf
+
+
+def airflow_home() -> Path:
+    """Return AIRFLOW_HOME as Airflow resolves it."""
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
+
+
+@dataclass(frozen=True)
+class IntegritySettings:
+    """Values of the ``[integrity]`` section that the store needs."""
+
+    conn_id: str
+    sqlite_path: Path
+    auto_migrate: bool
+    sqlite_busy_timeout: float
+
+
+def load_settings() -> IntegritySettings:
+    """Read the ``[integrity]`` section (environment variables ``AIRFLOW__INTEGRITY__*`` included)."""
+    conf = _conf()
+    raw_path = conf.get(SECTION, "sqlite_path", fallback="") or ""
+    return IntegritySettings(
+        conn_id=conf.get(SECTION, "conn_id", fallback=DEFAULT_CONN_ID) or DEFAULT_CONN_ID,
+        sqlite_path=Path(raw_path).expanduser() if raw_path else airflow_home() / "integrity.db",
+        auto_migrate=conf.getboolean(SECTION, "auto_migrate", fallback=True),
+        sqlite_busy_timeout=conf.getfloat(SECTION, "sqlite_busy_timeout", fallback=60.0),
+    )

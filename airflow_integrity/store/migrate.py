@@ -1,0 +1,76 @@
+"""Apply the store's Alembic migrations, safely from several processes at once.
+
+PostgreSQL serialises concurrent runs with a transaction-scoped advisory lock; SQLite with the
+write lock that ``BEGIN IMMEDIATE`` takes. Either way the whole upgrade is one transaction, so a
+process that waited finds the schema already current and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+VERSION_TABLE = "integrity_alembic_version"
+# Arbitrary constant identifying "integrity store migration" among advisory locks.
+_PG_MIGRATION_LOCK_KEY = 0x1A7E_6917
+_SCRIPT_LOCATION = Path(__file__).with_name("migrations")
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """Revisions before and after an upgrade."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the upgrade applied at least one migration."""
+        return self.before != self.after
+
+
+def _alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPT_LOCATION))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest revision this version of the package knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the store's schema is at, or ``None`` for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
+    """Upgrade the store's schema to ``revision`` in one transaction, holding the migration lock."""
+    from alembic import command
+
+    # Alembic narrates every context it opens at INFO; the caller reports the outcome instead.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+        else:
+            # BEGIN IMMEDIATE is issued lazily on the first statement; take the lock now.
+            connection.execute(text("SELECT 1"))
+        before = current_revision(connection)
+        command.upgrade(_alembic_config(connection), revision)
+        after = current_revision(connection)
+    return MigrationResult(before=before, after=after)

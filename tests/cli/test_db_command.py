@@ -1,0 +1,66 @@
+"""``airflow integrity db ...`` through the real Airflow CLI, in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from airflow_integrity.store import IntegrityStore, StoreLocation
+from airflow_integrity.store.migrate import VERSION_TABLE, head_revision
+
+pytestmark = pytest.mark.integration
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def _env(home: Path, store_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_HOME"] = str(home)
+    if store_url:
+        env["AIRFLOW_CONN_INTEGRITY_DEFAULT"] = store_url
+    return env
+
+
+def test_four_cli_migrations_at_once_leave_one_correct_schema(store_url: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, store_url)
+    procs = [
+        subprocess.Popen(
+            [AIRFLOW, "integrity", "db", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=240) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
+    stdout = [out for out, _ in outputs]
+    assert sum("Migrated integrity store" in out for out in stdout) == 1
+    assert sum("already at" in out for out in stdout) == 3
+    store = IntegrityStore(StoreLocation.from_url(store_url))
+    with store.read() as conn:
+        assert {"integrity_store_info", VERSION_TABLE} <= set(inspect(conn).get_table_names())
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [head_revision()]
+        assert conn.execute(text("SELECT count(*) FROM integrity_store_info")).scalar_one() == 1
+    check = subprocess.run(
+        [AIRFLOW, "integrity", "db", "check"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stderr
+    assert f"revision={head_revision()}" in check.stdout
+
+
+def test_bad_connection_exits_1_naming_connection_and_problem(tmp_path: Path) -> None:
+    env = _env(tmp_path, "postgresql://u:pw@127.0.0.1:9/integrity")
+    result = subprocess.run(
+        [AIRFLOW, "integrity", "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "connection 'integrity_default'" in result.stderr
+    assert "127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr

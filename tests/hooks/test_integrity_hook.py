@@ -1,0 +1,94 @@
+"""The hook resolves the store from Airflow connections, falls back to embedded SQLite, and explains errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.store import StoreConfigurationError, StoreUnavailableError
+
+pytestmark = pytest.mark.integration
+
+
+def test_without_a_connection_the_embedded_sqlite_store_under_airflow_home_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    hook = IntegrityCheckHook()
+    store = hook.get_store()
+    assert store.backend == "sqlite"
+    assert Path(store.location.url.database) == tmp_path / "integrity.db"
+    assert (tmp_path / "integrity.db").exists()
+    assert store.describe().current
+
+
+def test_configured_sqlite_path_is_honoured(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__SQLITE_PATH", str(tmp_path / "nested" / "audit.db"))
+    store = IntegrityCheckHook().get_store()
+    assert store.location.url.database == str(tmp_path / "nested" / "audit.db")
+    assert store.describe().current
+
+
+def test_connection_from_environment_selects_that_store(store_conn_env: str):
+    store = IntegrityCheckHook().get_store()
+    expected = "sqlite" if store_conn_env.startswith("sqlite") else "postgresql"
+    assert store.backend == expected
+    ok, message = IntegrityCheckHook().test_connection()
+    assert ok, message
+    assert expected in message
+
+
+def test_conn_id_from_config_is_used(pg_database: str, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__CONN_ID", "audit_store")
+    monkeypatch.setenv("AIRFLOW_CONN_AUDIT_STORE", pg_database)
+    hook = IntegrityCheckHook()
+    assert hook.integrity_conn_id == "audit_store"
+    assert hook.get_store().backend == "postgresql"
+
+
+def test_explicit_unknown_conn_id_is_an_error_naming_it():
+    with pytest.raises(StoreConfigurationError, match="'no_such_store' is not defined"):
+        IntegrityCheckHook(integrity_conn_id="no_such_store").get_store()
+
+
+def test_wrong_host_names_the_connection_and_the_problem(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", "postgresql://u:pw@no-such-host.invalid:5432/integrity")
+    with pytest.raises(StoreUnavailableError) as err:
+        IntegrityCheckHook().get_store()
+    message = str(err.value)
+    assert "connection 'integrity_default'" in message
+    assert "no-such-host.invalid" in message
+    ok, reported = IntegrityCheckHook().test_connection()
+    assert not ok and "no-such-host.invalid" in reported
+
+
+def test_wrong_scheme_names_the_connection_and_the_supported_ones(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", "mysql://u:pw@db:3306/integrity")
+    with pytest.raises(StoreConfigurationError) as err:
+        IntegrityCheckHook().get_store()
+    assert "connection 'integrity_default'" in str(err.value)
+    assert "'mysql'" in str(err.value)
+
+
+def test_schema_check_without_auto_migrate_tells_to_run_migrate(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__AUTO_MIGRATE", "False")
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{tmp_path / 'fresh.db'}")
+    from airflow_integrity.store import SchemaNotCurrentError
+
+    with pytest.raises(SchemaNotCurrentError, match="airflow integrity db migrate"):
+        IntegrityCheckHook().get_store()
+    ok, message = IntegrityCheckHook().test_connection()
+    assert ok and "run `airflow integrity db migrate`" in message
+
+
+def test_hook_metadata_matches_provider_info():
+    from airflow_integrity.get_provider_info import get_provider_info
+
+    entry = get_provider_info()["connection-types"][0]
+    assert entry["connection-type"] == IntegrityCheckHook.conn_type == "integrity"
+    assert entry["hook-class-name"] == f"{IntegrityCheckHook.__module__}.{IntegrityCheckHook.__name__}"
+    assert IntegrityCheckHook.default_conn_name == "integrity_default"
+    behaviour = IntegrityCheckHook.get_ui_field_behaviour()
+    assert set(behaviour) == {"hidden_fields", "relabeling", "placeholders"}
+    assert os.environ.get("AIRFLOW_CONN_INTEGRITY_DEFAULT") is None

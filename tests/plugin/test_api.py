@@ -1,0 +1,50 @@
+"""The plugin's HTTP app requires an Airflow user and reports the store's state."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airflow_integrity.plugin import URL_PREFIX, IntegrityPlugin
+from airflow_integrity.plugin.api import create_app
+
+pytestmark = pytest.mark.integration
+
+
+def _client_as_user() -> TestClient:
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import get_user
+
+    app = create_app()
+    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="reviewer", role="viewer")
+    return TestClient(app)
+
+
+def test_requests_without_credentials_are_refused() -> None:
+    client = TestClient(create_app())
+    assert client.get("/api/v1/health").status_code == 401
+    assert client.get("/ui/").status_code == 401
+
+
+def test_health_reports_the_configured_store(store_conn_env: str) -> None:
+    response = _client_as_user().get("/api/v1/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["store"]["backend"] == ("sqlite" if store_conn_env.startswith("sqlite") else "postgresql")
+
+
+def test_health_is_503_naming_the_store_when_unreachable(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", "postgresql://u:pw@127.0.0.1:9/integrity")
+    response = _client_as_user().get("/api/v1/health")
+    assert response.status_code == 503
+    assert "connection 'integrity_default'" in response.json()["detail"]
+
+
+def test_ui_page_and_nav_entry(store_conn_env: str) -> None:
+    page = _client_as_user().get("/ui/")
+    assert page.status_code == 200 and "Integrity store" in page.text
+    views = IntegrityPlugin.external_views
+    assert views[0]["name"] == "Integrity" and views[0]["href"].startswith(URL_PREFIX)
+    apps = IntegrityPlugin().fastapi_apps
+    assert apps[0]["url_prefix"] == URL_PREFIX
