@@ -8,6 +8,7 @@ process that waited finds the schema already current and does nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +43,17 @@ def _alembic_config(connection: Connection | None = None):  # type: ignore[no-un
     return config
 
 
+def _join(heads: Iterable[str]) -> str | None:
+    # Independent parts of the schema (audit log, ledger, ...) may be separate branches; a schema
+    # revision is the set of their heads, written "a+b" in sorted order.
+    return "+".join(sorted(heads)) or None
+
+
 def head_revision() -> str | None:
-    """The newest revision this version of the package knows."""
+    """The newest revision (all branch heads) this version of the package knows."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return _join(ScriptDirectory.from_config(_alembic_config()).get_heads())
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -54,10 +61,10 @@ def current_revision(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    return _join(context.get_current_heads())
 
 
-def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
+def upgrade(engine: Engine, revision: str = "heads") -> MigrationResult:
     """Upgrade the store's schema to ``revision`` in one transaction, holding the migration lock."""
     from alembic import command
 
