@@ -75,6 +75,26 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "False",
                         "default": "True",
                     },
+                    "audit_on_store_error": {
+                        "description": (
+                            "What happens when an audit event cannot reach the store: 'fail' (the task "
+                            "fails rather than run unaudited) or 'spool' (the event is written to a durable "
+                            "local spool and appended, in order, when the store is reachable again)."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "spool",
+                        "default": "fail",
+                    },
+                    "spool_dir": {
+                        "description": (
+                            "Directory of the audit spool. Empty means integrity-spool under AIRFLOW_HOME."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/spool/airflow-integrity",
+                        "default": "",
+                    },
                     "sqlite_busy_timeout": {
                         "description": "Seconds an SQLite writer waits for a lock held by another process.",
                         "version_added": "0.1.0",

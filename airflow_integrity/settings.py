@@ -29,15 +29,33 @@ class IntegritySettings:
     sqlite_path: Path
     auto_migrate: bool
     sqlite_busy_timeout: float
+    audit_on_store_error: str
+    spool_dir: Path
 
 
 def load_settings() -> IntegritySettings:
     """Read the ``[integrity]`` section (environment variables ``AIRFLOW__INTEGRITY__*`` included)."""
     conf = _conf()
     raw_path = conf.get(SECTION, "sqlite_path", fallback="") or ""
+    spool = conf.get(SECTION, "spool_dir", fallback="") or ""
     return IntegritySettings(
         conn_id=conf.get(SECTION, "conn_id", fallback=DEFAULT_CONN_ID) or DEFAULT_CONN_ID,
         sqlite_path=Path(raw_path).expanduser() if raw_path else airflow_home() / "integrity.db",
         auto_migrate=conf.getboolean(SECTION, "auto_migrate", fallback=True),
         sqlite_busy_timeout=conf.getfloat(SECTION, "sqlite_busy_timeout", fallback=60.0),
+        audit_on_store_error=_policy(conf.get(SECTION, "audit_on_store_error", fallback="fail")),
+        spool_dir=Path(spool).expanduser() if spool else airflow_home() / "integrity-spool",
     )
+
+
+AUDIT_POLICIES = ("fail", "spool")
+
+
+def _policy(value: str | None) -> str:
+    policy = (value or "fail").strip().lower()
+    if policy not in AUDIT_POLICIES:
+        raise ValueError(
+            f"[integrity] audit_on_store_error = {value!r} is not a policy; use 'fail' (the task fails rather "
+            "than run unaudited) or 'spool' (events wait in a durable local spool until the store is back)."
+        )
+    return policy

@@ -7,7 +7,20 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_integrity.settings import DEFAULT_CONN_ID, load_settings
-from airflow_integrity.store import IntegrityStore, StoreConfigurationError, StoreError, StoreLocation
+from airflow_integrity.store import (
+    IntegrityStore,
+    StoreConfigurationError,
+    StoreError,
+    StoreLocation,
+    StoreUnavailableError,
+)
+from airflow_integrity.store.audit import AuditEvent, AuditRecord
+from airflow_integrity.store.audit_chain import AuditLog
+from airflow_integrity.store.spool import AuditSpool
+
+
+class AuditUnavailableError(StoreUnavailableError):
+    """An audit event could not be recorded and the policy forbids running unaudited."""
 
 
 class IntegrityCheckHook(BaseHook):
@@ -97,3 +110,33 @@ class IntegrityCheckHook(BaseHook):
                 f"run `airflow integrity db migrate` to reach {status.head}."
             )
         return True, f"Reached {status.backend} store {status.location}, schema {status.revision}."
+
+    # -- audit trail -------------------------------------------------------------------------------
+
+    def record_event(self, event: AuditEvent) -> AuditRecord | None:
+        """Append ``event`` to the audit trail, first replaying any spooled events in their order.
+
+        When the store cannot be reached, ``[integrity] audit_on_store_error`` decides: ``fail`` raises
+        ``AuditUnavailableError`` naming the store; ``spool`` writes the event durably to the local spool
+        and returns ``None``. No event is ever dropped silently.
+        """
+        spool = AuditSpool(self._settings.spool_dir)
+        try:
+            log = AuditLog(self.get_store())
+            if spool.pending():
+                replayed = spool.drain(log.append)
+                self.log.info("Replayed %d spooled audit events into the store.", replayed)
+            return log.append(event)
+        except StoreUnavailableError as exc:
+            if self._settings.audit_on_store_error == "spool":
+                spool.put(event)
+                self.log.warning("Integrity store unreachable; audit event %s spooled: %s", event.event_type, exc)
+                return None
+            raise AuditUnavailableError(
+                f"Audit event {event.event_type!r} could not be recorded, so the step must not run "
+                f"unaudited ([integrity] audit_on_store_error = fail): {exc}"
+            ) from exc
+
+    def drain_spool(self) -> int:
+        """Append every spooled audit event to the store, in order; return how many."""
+        return AuditSpool(self._settings.spool_dir).drain(AuditLog(self.get_store()).append)

@@ -1,4 +1,4 @@
-"""The Airflow plugin: the integrity HTTP API and UI entry (listeners join it with the audit trail)."""
+"""The Airflow plugin: audit listeners, the integrity HTTP API and the UI entry."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ from typing import Any
 
 from airflow.sdk.plugins_manager import AirflowPlugin
 
+from airflow_integrity.listeners import dag_run_listener, task_instance_listener
+from airflow_integrity.plugin.middleware import RequestUserMiddleware
+
 URL_PREFIX = "/integrity"
 
 
 class IntegrityPlugin(AirflowPlugin):
-    """Registers the ``/integrity`` FastAPI app and the "Integrity" navigation entry."""
+    """Registers the audit listeners, the ``/integrity`` FastAPI app and the "Integrity" navigation entry."""
 
     name = "integrity"
+    listeners = [task_instance_listener, dag_run_listener]
+    fastapi_root_middlewares = [
+        {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"}
+    ]
     external_views = [
         {
             "name": "Integrity",

@@ -1,0 +1,55 @@
+"""DAG-run state changes become audit events (scheduler, and API server for manual changes)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.listeners import hookimpl
+
+from airflow_integrity.listeners.dispatch import run_isolated
+from airflow_integrity.listeners.request_user import current_user
+
+log = logging.getLogger(__name__)
+
+
+def _record(event_type: str, dag_run: Any, msg: str | None) -> None:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+    from airflow_integrity.identity import actor
+    from airflow_integrity.store.audit import AuditEvent
+
+    try:
+        state = getattr(dag_run, "state", None)
+        event = AuditEvent(
+            event_type=event_type,
+            actor=actor(current_user()),
+            dag_id=getattr(dag_run, "dag_id", None),
+            run_id=getattr(dag_run, "run_id", None),
+            bundle_version=getattr(dag_run, "bundle_version", None),
+            details={
+                "state": None if state is None else str(getattr(state, "value", state)),
+                "run_type": str(getattr(getattr(dag_run, "run_type", None), "value", None) or "") or None,
+                "message": (msg or None) and str(msg)[:2000],
+            },
+        )
+        run_isolated(lambda: IntegrityCheckHook().record_event(event))
+    except Exception:
+        log.exception("Audit event %s not recorded", event_type)
+
+
+@hookimpl
+def on_dag_run_running(dag_run: Any, msg: str) -> None:
+    """A DAG run started."""
+    _record("dag_run.running", dag_run, msg)
+
+
+@hookimpl
+def on_dag_run_success(dag_run: Any, msg: str) -> None:
+    """A DAG run succeeded, or was marked success."""
+    _record("dag_run.success", dag_run, msg)
+
+
+@hookimpl
+def on_dag_run_failed(dag_run: Any, msg: str) -> None:
+    """A DAG run failed, or was marked failed."""
+    _record("dag_run.failed", dag_run, msg)

@@ -1,0 +1,36 @@
+"""Run listener work outside the caller's database session.
+
+The scheduler and the API server call listeners inside their own metadata-database transaction.
+Resolving the store's connection from the metastore there would commit that transaction (Airflow
+forbids it: it breaks the scheduler's HA locks). SQLAlchemy's scoped session is thread-local, so the
+work runs on a dedicated thread and the caller waits for it: the event is still durable before the
+listener returns. Task runners (workers) have no such session and call directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from airflow_integrity.identity import in_task_runner
+
+T = TypeVar("T")
+_executor: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="integrity-audit")
+        return _executor
+
+
+def run_isolated(work: Callable[[], T], timeout: float = 120.0) -> T:
+    """Run ``work`` where it cannot touch the caller's metadata session, and return its result."""
+    if in_task_runner():
+        return work()
+    return _pool().submit(work).result(timeout=timeout)

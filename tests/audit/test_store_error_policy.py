@@ -1,0 +1,49 @@
+"""An unreachable store never means an unaudited step silently ran: fail closed, or spool durably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from airflow_integrity import audit
+from airflow_integrity.hooks.integrity import AuditUnavailableError, IntegrityCheckHook
+from airflow_integrity.store import IntegrityStore, StoreLocation
+from airflow_integrity.store.spool import AuditSpool
+
+pytestmark = pytest.mark.integration
+DOWN = "postgresql://u:pw@127.0.0.1:9/integrity"
+
+
+def _types(url: str) -> list[tuple[str, str | None]]:
+    store = IntegrityStore(StoreLocation.from_url(url))
+    with store.read() as conn:
+        rows = conn.execute(text("SELECT event_type, business_key FROM integrity_audit_event ORDER BY seq"))
+        return [tuple(row) for row in rows]
+
+
+def test_fail_policy_raises_naming_the_store(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
+    with pytest.raises(AuditUnavailableError) as err:
+        audit.record("claim.approved", business_key="claim-1")
+    assert "connection 'integrity_default'" in str(err.value)
+    assert "127.0.0.1:9" in str(err.value)
+
+
+def test_spool_policy_keeps_events_and_replays_them_in_order(store_url: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__AUDIT_ON_STORE_ERROR", "spool")
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
+    for i in range(5):
+        assert audit.record("claim.step", business_key=f"claim-{i}") is None
+    assert AuditSpool(tmp_path / "spool").pending() == 5
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    stored = audit.record("claim.step", business_key="claim-5")
+    assert stored is not None
+    assert _types(store_url) == [("claim.step", f"claim-{i}") for i in range(6)]
+    assert AuditSpool(tmp_path / "spool").pending() == 0
+    # Draining again appends nothing twice.
+    assert IntegrityCheckHook().drain_spool() == 0
+    assert len(_types(store_url)) == 6

@@ -1,0 +1,51 @@
+"""The example DAG, triggered over REST on a real cluster, reaches the PostgreSQL store and is audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from airflow_integrity.store import IntegrityStore, StoreLocation
+from tests.e2e.conftest import ClusterFactory, E2EPostgres
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+DAG_ID = "integrity_store_check"
+
+
+@pytest.mark.e2e
+def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
+    airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres
+) -> None:
+    store_uri = e2e_pg.create_database("store")
+    cluster = airflow_cluster_factory(DAGS_FOLDER, env={"AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri})
+    with cluster:
+        cluster.wait_for_dag(DAG_ID, timeout=120)
+        run_id = cluster.trigger(DAG_ID, conf={"requested_by": "e2e"})
+        state = cluster.wait_for_run(DAG_ID, run_id, timeout=180)
+        tis = cluster.task_instances(DAG_ID, run_id)
+        assert state == "success", f"{tis}\n{cluster.logs_tail()}"
+        assert {ti["state"] for ti in tis} == {"success"}
+        returned = cluster.api(
+            "GET",
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/require_current_schema/xcomEntries/return_value",
+            params={"deserialize": "true"},
+        )["value"]
+        health = cluster.api("GET", "/integrity/api/v1/health")
+
+    store = IntegrityStore(StoreLocation.from_url(store_uri))
+    with store.read() as conn:
+        store_id = conn.execute(text("SELECT store_id FROM integrity_store_info")).scalar_one()
+        events = conn.execute(
+            text("SELECT event_type, task_id FROM integrity_audit_event WHERE run_id = :r ORDER BY seq"),
+            {"r": run_id},
+        ).all()
+    # The worker returned the identity of the very store the test created, and the API server sees it too.
+    assert returned == store_id
+    assert health["store"]["store_id"] == store_id and health["store"]["backend"] == "postgresql"
+    # Every task-instance state change Airflow recorded has its event, from the worker that ran it.
+    for ti in tis:
+        kinds = [kind for kind, task_id in events if task_id == ti["task_id"]]
+        assert kinds == ["task_instance.running", "task_instance.success"], events
+    assert ("dag_run.success", None) in events
