@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
 
+from airflow_integrity.cli.ledger_command import LEDGER_COMMANDS
+
 ARG_CONN_ID = Arg(
     ("--conn-id",),
     help="Connection of the integrity store (default: [integrity] conn_id, then the embedded SQLite store)",
@@ -37,6 +39,9 @@ def get_integrity_cli_commands() -> list[GroupCommand]:
             help="Manage the airflow-integrity store, audit trail and idempotency ledger",
             subcommands=(
                 GroupCommand(name="db", help="Manage the integrity store database", subcommands=DB_COMMANDS),
+                GroupCommand(
+                    name="ledger", help="Inspect and release idempotency keys", subcommands=LEDGER_COMMANDS
+                ),
             ),
         )
     ]

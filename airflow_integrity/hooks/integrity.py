@@ -16,6 +16,7 @@ from airflow_integrity.store import (
 )
 from airflow_integrity.store.audit import AuditEvent, AuditRecord
 from airflow_integrity.store.audit_chain import AuditLog
+from airflow_integrity.store.ledger import IdempotencyLedger
 from airflow_integrity.store.spool import AuditSpool
 
 
@@ -110,6 +111,12 @@ class IntegrityCheckHook(BaseHook):
                 f"run `airflow integrity db migrate` to reach {status.head}."
             )
         return True, f"Reached {status.backend} store {status.location}, schema {status.revision}."
+
+    # -- idempotency ledger ------------------------------------------------------------------------
+
+    def get_ledger(self, namespace: str = "default") -> IdempotencyLedger:
+        """The idempotency ledger of this store (close it, or use it as a context manager)."""
+        return IdempotencyLedger(self.get_store(), namespace=namespace)
 
     # -- audit trail -------------------------------------------------------------------------------
 

@@ -1,0 +1,219 @@
+"""What enters the ledger: canonical fingerprints, key limits, results that must replay exactly, results
+stored by reference and read back intact, and errors that name the key and the fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from airflow_integrity.store import IntegrityStore
+from airflow_integrity.store.ledger import INLINE_RESULT_BYTES, IdempotencyLedger, fingerprint
+from airflow_integrity.store.ledger_codec import MAX_KEY_LENGTH, bound_error
+from airflow_integrity.store.ledger_types import (
+    ClaimStatus,
+    InvalidKeyError,
+    LedgerInputError,
+    ResultCorruptedError,
+    ResultNotSerializableError,
+    ResultTooLargeError,
+    StaleHolderError,
+)
+
+INPUTS = fingerprint({"claim_id": 42})
+
+
+@pytest.fixture
+def ledger(store: IntegrityStore) -> IdempotencyLedger:
+    with IdempotencyLedger(store, namespace="payments") as ledger:
+        yield ledger
+
+
+@pytest.mark.unit
+def test_fingerprint_is_canonical_and_tells_types_apart() -> None:
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint((1, 2)) == fingerprint([1, 2])
+    assert fingerprint({3, 1, 2}) == fingerprint({2, 3, 1})
+    distinct = [
+        "1",
+        1,
+        1.0,
+        True,
+        None,
+        decimal.Decimal("1"),
+        [1],
+        {"1": 1},
+        b"1",
+        dt.date(2026, 1, 1),
+        "2026-01-01",
+        uuid.UUID(int=1),
+        {1},
+    ]
+    assert len({fingerprint(value) for value in distinct}) == len(distinct)
+    digest = fingerprint({"claim_id": 42})
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    # A fingerprint depends on the inputs only: here is the SHA-256 of the canonical JSON text.
+    assert digest == hashlib.sha256(b'{"claim_id":42}').hexdigest()
+
+
+@pytest.mark.unit
+def test_fingerprint_refuses_values_without_a_canonical_form_and_names_where_they_are() -> None:
+    with pytest.raises(LedgerInputError, match=r"inputs\['payer'\]\[1\].*object.*has no canonical form"):
+        fingerprint({"payer": ["x", object()]})
+    with pytest.raises(LedgerInputError, match=r"inputs\['amount'\].*not a finite number"):
+        fingerprint({"amount": float("nan")})
+    with pytest.raises(LedgerInputError, match="use string keys"):
+        fingerprint({1: "a"})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        (None, "not a string"),
+        ("k" * (MAX_KEY_LENGTH + 1), "the limit is 512"),
+    ],
+)
+def test_bad_keys_are_refused_with_the_key_and_the_fix(
+    ledger: IdempotencyLedger, key: object, problem: str
+) -> None:
+    with pytest.raises(InvalidKeyError) as err:
+        ledger.claim(key, fingerprint=INPUTS)  # type: ignore[arg-type]
+    message = str(err.value)
+    assert problem in message
+    assert "namespace 'payments'" in message
+    assert "for example" in message  # how to fix it
+    if isinstance(key, str) and len(key) > 80:
+        assert "kkkk" in message and "…" in message and len(message) < 400
+    assert _row_count(ledger) == 0
+
+
+def _row_count(ledger: IdempotencyLedger) -> int:
+    with ledger.store.read() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM integrity_ledger")).scalar_one())
+
+
+@pytest.mark.integration
+def test_the_longest_allowed_key_and_any_unicode_are_stored_exactly(ledger: IdempotencyLedger) -> None:
+    for key in ("ü" * MAX_KEY_LENGTH, "claim-42 / Zahlung 🧾 #1"):
+        claim = ledger.claim(key, fingerprint=INPUTS)
+        assert claim.status is ClaimStatus.CLAIMED
+        entry = ledger.get(key)
+        assert entry is not None and entry.key == key
+
+
+@pytest.mark.integration
+def test_bad_fingerprints_are_refused(ledger: IdempotencyLedger) -> None:
+    for bad in ("", "abc", INPUTS.upper(), INPUTS[:-1] + "g"):
+        with pytest.raises(LedgerInputError, match=r"fingerprint\(inputs\)"):
+            ledger.claim("claim-42", fingerprint=bad)
+
+
+@pytest.mark.integration
+def test_a_result_that_would_not_replay_exactly_is_refused_and_the_key_stays_claimable(
+    ledger: IdempotencyLedger,
+) -> None:
+    claim = ledger.claim("claim-42", fingerprint=INPUTS)
+    assert claim.lease is not None
+    cases = [
+        ({"paid_at": dt.datetime(2026, 11, 28)}, r"result\['paid_at'\] is a datetime.datetime"),
+        ({"amount": decimal.Decimal("1.10")}, r"result\['amount'\] is a decimal.Decimal"),
+        ({"lines": {1: "a"}}, r"result\['lines'\] has the key 1 \(int\)"),
+        ([1, float("inf")], r"result\[1\] is inf"),
+        ({"a": [{"b": {2.5}}]}, r"result\['a'\]\[0\]\['b'\] is a builtins.set"),
+        (_cyclic(), r"result is nested too deeply or contains itself"),
+    ]
+    for result, problem in cases:
+        with pytest.raises(ResultNotSerializableError, match=problem) as err:
+            ledger.complete(claim.lease, result)
+        assert "'claim-42'" in str(err.value) and ".isoformat()" in str(err.value)
+    entry = ledger.get("claim-42")
+    assert entry is not None and entry.state.value == "in_progress"
+    ledger.complete(claim.lease, {"paid_at": "2026-11-28T00:00:00", "amount": "1.10", "lines": {"1": "a"}})
+    replay = ledger.claim("claim-42", fingerprint=INPUTS)
+    assert replay.result == {"paid_at": "2026-11-28T00:00:00", "amount": "1.10", "lines": {"1": "a"}}
+
+
+def _cyclic() -> list[object]:
+    loop: list[object] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.integration
+def test_a_large_result_is_stored_by_reference_and_read_back_intact(ledger: IdempotencyLedger) -> None:
+    result = {
+        "rows": [{"id": i, "name": f"patient-{i}", "note": "ä" * (i % 7)} for i in range(4000)],
+        "total": 4000,
+    }
+    size = len(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode())
+    assert size > 3 * INLINE_RESULT_BYTES == 3 * ledger.inline_result_bytes
+    claim = ledger.claim("claim-42", fingerprint=INPUTS)
+    assert claim.lease is not None
+    done = ledger.complete(claim.lease, result)
+    assert done.stored_by_reference and done.result_size == size
+
+    replay = ledger.claim("claim-42", fingerprint=INPUTS)
+    assert replay.status is ClaimStatus.REPLAY and replay.result == result
+    entry = ledger.get("claim-42")
+    assert entry is not None and entry.result_by_reference and entry.result_size == size
+    assert ledger.load_result(entry) == result
+    with ledger.store.read() as conn:
+        inline = conn.execute(text("SELECT result_json FROM integrity_ledger")).scalar_one()
+        blobs = conn.execute(text("SELECT size FROM integrity_ledger_blob")).scalars().all()
+    assert inline is None and blobs == [size]
+
+    small = ledger.claim("claim-43", fingerprint=INPUTS)
+    assert small.lease is not None
+    assert not ledger.complete(small.lease, {"ok": True}).stored_by_reference
+
+
+@pytest.mark.integration
+def test_a_stale_holder_leaves_no_large_result_behind(ledger: IdempotencyLedger) -> None:
+    stale = ledger.claim("claim-42", fingerprint=INPUTS, lease_seconds=0.2)
+    assert stale.lease is not None
+    time.sleep(0.3)
+    current = ledger.claim("claim-42", fingerprint=INPUTS)
+    assert current.lease is not None
+    with pytest.raises(StaleHolderError, match="fencing token 1"):
+        ledger.complete(stale.lease, "x" * 100_000)
+    with ledger.store.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM integrity_ledger_blob")).scalar_one() == 0
+
+
+@pytest.mark.integration
+def test_a_result_beyond_the_maximum_is_refused_not_shortened(store: IntegrityStore) -> None:
+    with IdempotencyLedger(store, max_result_bytes=10_000) as ledger:
+        claim = ledger.claim("claim-42", fingerprint=INPUTS)
+        assert claim.lease is not None
+        with pytest.raises(ResultTooLargeError, match=r"'claim-42'.*10,00\d bytes.*at most 10,000.*reference"):
+            ledger.complete(claim.lease, "x" * 10_000)
+        assert ledger.complete(claim.lease, "x" * 9_000).result_size == 9_002
+
+
+@pytest.mark.integration
+def test_an_altered_stored_result_is_detected_on_replay(ledger: IdempotencyLedger) -> None:
+    claim = ledger.claim("claim-42", fingerprint=INPUTS)
+    assert claim.lease is not None
+    ledger.complete(claim.lease, ["x"] * 20_000)
+    with ledger.store.begin() as conn:
+        conn.execute(
+            text("UPDATE integrity_ledger_blob SET body = :b"), {"b": json.dumps(["y"] * 20_000).encode()}
+        )
+    with pytest.raises(ResultCorruptedError, match=r"'claim-42'.*does not match its recorded SHA-256"):
+        ledger.claim("claim-42", fingerprint=INPUTS)
+
+
+@pytest.mark.unit
+def test_long_errors_are_shortened_visibly() -> None:
+    assert bound_error("short") == "short"
+    long = bound_error("e" * 20_000)
+    assert len(long) <= 8192 and long.endswith("[shortened: 20,000 characters in all]")
