@@ -19,6 +19,10 @@ def hostname() -> str:
 
 def component() -> str:
     """The Airflow component this process runs: scheduler, api-server, worker, ... (``python`` if unknown)."""
+    # Task runners are forked from the component that launched them (LocalExecutor: the scheduler), so
+    # their argv still names it; the supervisor channel says what they are.
+    if in_task_runner():
+        return "worker"
     args = [os.path.basename(arg) for arg in sys.argv[:3]]
     for arg in args[1:]:
         if arg in _COMPONENTS:

@@ -38,7 +38,7 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
     with store.read() as conn:
         store_id = conn.execute(text("SELECT store_id FROM integrity_store_info")).scalar_one()
         events = conn.execute(
-            text("SELECT event_type, task_id FROM integrity_audit_event WHERE run_id = :r ORDER BY seq"),
+            text("SELECT event_type, task_id, actor FROM integrity_audit_event WHERE run_id = :r ORDER BY seq"),
             {"r": run_id},
         ).all()
     # The worker returned the identity of the very store the test created, and the API server sees it too.
@@ -46,6 +46,8 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
     assert health["store"]["store_id"] == store_id and health["store"]["backend"] == "postgresql"
     # Every task-instance state change Airflow recorded has its event, from the worker that ran it.
     for ti in tis:
-        kinds = [kind for kind, task_id in events if task_id == ti["task_id"]]
+        kinds = [kind for kind, task_id, _ in events if task_id == ti["task_id"]]
         assert kinds == ["task_instance.running", "task_instance.success"], events
-    assert ("dag_run.success", None) in events
+        actors = {actor for _, task_id, actor in events if task_id == ti["task_id"]}
+        assert all(actor.startswith("worker@") for actor in actors), events
+    assert any(kind == "dag_run.success" and actor.startswith("scheduler@") for kind, _, actor in events), events
