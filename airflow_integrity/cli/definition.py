@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
 
+from airflow_integrity.cli.audit_command import AUDIT_COMMANDS
 from airflow_integrity.cli.ledger_command import LEDGER_COMMANDS
 
 ARG_CONN_ID = Arg(
@@ -39,6 +40,11 @@ def get_integrity_cli_commands() -> list[GroupCommand]:
             help="Manage the airflow-integrity store, audit trail and idempotency ledger",
             subcommands=(
                 GroupCommand(name="db", help="Manage the integrity store database", subcommands=DB_COMMANDS),
+                GroupCommand(
+                    name="audit",
+                    help="Verify, export and sign the tamper-evident audit trail",
+                    subcommands=AUDIT_COMMANDS,
+                ),
                 GroupCommand(
                     name="ledger", help="Inspect and release idempotency keys", subcommands=LEDGER_COMMANDS
                 ),

@@ -337,6 +337,26 @@ class AuditRecord:
         }
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """An event durably recorded by :meth:`~airflow_integrity.store.audit_chain.AuditLog.record`.
+
+    ``seq``, ``prev_hash`` and ``hash`` are ``None`` until the event is chained (by a later append or
+    record, or by ``AuditLog.chain_pending``).
+    """
+
+    event_id: str
+    recorded_at: datetime
+    seq: int | None
+    prev_hash: str | None
+    hash: str | None
+
+    @property
+    def chained(self) -> bool:
+        """Whether the event already has its place in the chain."""
+        return self.seq is not None
+
+
 def details_to_json(details: Mapping[str, Any] | None) -> str:
     """Validate ``details`` and return its canonical JSON text.
 
@@ -357,6 +377,11 @@ def details_to_json(details: Mapping[str, Any] | None) -> str:
             f"Audit event {path} {problem} ({exc}). Details must be JSON; record data as "
             "airflow_integrity.store.audit.fingerprint(value) instead of the value."
         ) from None
+    if "\\u0000" in text and (nul_path := _find_nul(dict(details), "details")):
+        raise AuditEventError(
+            f"Audit event {nul_path} contains a NUL character, which PostgreSQL cannot store in JSON; remove it "
+            "or record fingerprint(value) instead."
+        )
     if size > MAX_DETAILS_BYTES:
         sizes = sorted(
             ((len(_canonical(v).encode("utf-8", "replace")), k) for k, v in details.items()), reverse=True
@@ -400,6 +425,22 @@ def _first_unserialisable(value: Any, path: str, seen: frozenset[int] = frozense
     if value is None or isinstance(value, bool | int | float):
         return path, ""
     return path, f"is a {type(value).__name__}, which is not JSON"
+
+
+def _find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = path if "\x00" in str(key) else _find_nul(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if found := _find_nul(item, f"{path}[{index}]"):
+                return found
+    return None
 
 
 def _utf8(text: str, what: str) -> bytes:

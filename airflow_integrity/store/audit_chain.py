@@ -15,7 +15,10 @@ no scan grows with the size of the log.
 
 SQLite has one writer at a time (``BEGIN IMMEDIATE``): the event is chained in the same transaction.
 
-Either way ``append`` returns once the event is committed, chained and flushed to disk.
+Either way ``append`` returns once the event is committed, chained and flushed to disk. ``record``
+returns once the event is committed and flushed to disk; on PostgreSQL it is chained later, in a batch
+(every ``batch`` intake ids, a second after the process last chained, at the next ``append``, or by
+``chain_pending``), which costs a fraction of chaining each event on its own.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
 
@@ -39,21 +43,48 @@ from airflow_integrity.store.audit import (
     AuditEventError,
     AuditRecord,
     PreparedEvent,
+    Recorded,
     chain_hash,
     format_timestamp,
     parse_timestamp,
 )
-from airflow_integrity.store.audit_schema import EVENT, RECORD_SELECT, record_from_row
+from airflow_integrity.store.audit_schema import (
+    CONTENT_COLUMNS,
+    EVENT,
+    INTAKE,
+    RECORD_SELECT,
+    field_sql,
+    record_from_row,
+)
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
 
+T = TypeVar("T")
+
 # Both are defined by migration a1: the chain lock is held inside the database, for no client round trip.
 _APPEND = "CALL integrity_audit_append(%s, NULL)"
+_STAMP = "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+# record(): the intake insert alone, one durable statement; chaining is left to batches.
+_RECORD = f"""
+INSERT INTO {INTAKE} ({", ".join(CONTENT_COLUMNS)})
+SELECT {", ".join("u." + c for c in CONTENT_COLUMNS)}
+FROM ROWS FROM (json_to_recordset(%s::json) AS (
+         event_id text, event_type text, actor text, dag_id text, dag_version text, bundle_version text,
+         run_id text, task_id text, map_index int, try_number int, business_key text, details text))
+     WITH ORDINALITY AS u({", ".join(CONTENT_COLUMNS)}, ord)
+ORDER BY u.ord
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id, id, {_STAMP}
+"""
+_TRY_CHAIN = "SELECT integrity_audit_chain(false)"
+_INTAKE_ROW = f"SELECT {', '.join(CONTENT_COLUMNS)}, id, {_STAMP} FROM {INTAKE} WHERE event_id = %s"
+# Per process and store: when record() last had pending events chained.
+_last_chained: dict[tuple[str, int], float] = {}
 _CHAIN = "SELECT integrity_audit_chain(true)"
 _HEAD = f"SELECT seq, hash FROM {EVENT} ORDER BY seq DESC LIMIT 1"
-_SQLITE_EXISTING = text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.event_id = :event_id")
-_SQLITE_INSERT = text(f"INSERT INTO {EVENT} (seq, body, prev_hash, hash) VALUES (:seq, :body, :prev_hash, :hash)")
+_SQLITE_EXISTING = f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE {field_sql('sqlite', 'event_id')} = ?"
+_SQLITE_INSERT = f"INSERT INTO {EVENT} (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -86,16 +117,41 @@ class AuditLog:
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Record several events atomically, consecutively and in the given order; return them as stored."""
-        prepared = [event.prepare() for event in events]
-        ids = [p.event_id for p in prepared]
-        if len(set(ids)) != len(ids):
-            duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise AuditEventError(f"Audit event_id {duplicate} appears twice in one append; ids must be unique.")
+        prepared = _prepare(events)
         if not prepared:
             return []
         if self.store.backend == "postgresql":
             return _append_postgres(self.store, prepared)
         return _append_sqlite(self.store, prepared)
+
+    def record(self, event: AuditEvent, *, batch: int = 64) -> Recorded:
+        """Record one event durably; it is chained later, in a batch (see :meth:`record_many`)."""
+        return self.record_many([event], batch=batch)[0]
+
+    def record_many(self, events: Sequence[AuditEvent], *, batch: int = 64) -> list[Recorded]:
+        """Record events atomically and durably (committed and on disk when this returns); chain them later.
+
+        On PostgreSQL this is one insert, as cheap as a plain one. The events join the chain in a batch: when
+        an intake id reaches a multiple of ``batch``, or a second after this process last had events chained,
+        this call chains everything pending if nobody else is chaining; otherwise a later ``append``,
+        ``record`` or :meth:`chain_pending` does. On SQLite every event is chained at once (as ``append``).
+
+        Raises:
+            AuditEventError: An event is invalid, or its ``event_id`` is recorded with other content.
+        """
+        prepared = _prepare(events)
+        if not prepared:
+            return []
+        if self.store.backend != "postgresql":
+            return [
+                Recorded(r.event_id, r.recorded_at, r.seq, r.prev_hash, r.hash)
+                for r in _append_sqlite(self.store, prepared)
+            ]
+        inserted = _with_connection(self.store, lambda conn: _record_intake(self.store, conn, prepared, batch))
+        return [
+            Recorded(event.event_id, parse_timestamp(inserted[event.event_id][1]), None, None, None)
+            for event in prepared
+        ]
 
     def head(self) -> ChainHead:
         """The chain's last event."""
@@ -104,13 +160,67 @@ class AuditLog:
         return ChainHead(row[0], row[1]) if row else ChainHead(0, GENESIS_HASH)
 
     def chain_pending(self) -> int:
-        """Chain events whose writer died between recording and chaining them; return how many.
-
-        Every append does this as well; call it to catch up without appending. A no-op on SQLite.
+        """Chain every event recorded but not chained yet (left by ``record``, or by a writer that died
+        between recording and chaining); return how many. A no-op on SQLite.
         """
         if self.store.backend != "postgresql":
             return 0
         return int(_call(self.store, _CHAIN, None)[0])
+
+
+def _prepare(events: Sequence[AuditEvent]) -> list[PreparedEvent]:
+    prepared = [event.prepare() for event in events]
+    ids = [p.event_id for p in prepared]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise AuditEventError(f"Audit event_id {duplicate} appears twice in one call; ids must be unique.")
+    return prepared
+
+
+def _payload(prepared: list[PreparedEvent]) -> str:
+    return json.dumps([p.columns() for p in prepared])
+
+
+def _record_intake(store: IntegrityStore, conn: Any, prepared: list[PreparedEvent], batch: int) -> dict[str, Any]:
+    """Insert into the intake table (one durable statement); chain pending events when a batch is due."""
+    inserted = {row[0]: row[1:] for row in conn.execute(_RECORD, (_payload(prepared),)).fetchall()}
+    for event in prepared:
+        if event.event_id not in inserted:
+            # Recorded by an earlier call (a retry): the same event, or refuse.
+            row = conn.execute(_INTAKE_ROW, (event.event_id,)).fetchone()
+            if list(row[: len(CONTENT_COLUMNS)]) != [event.columns()[name] for name in CONTENT_COLUMNS]:
+                raise AuditEventError(
+                    f"Audit event_id {event.event_id} is already recorded with different content; give a new "
+                    "event a new id."
+                )
+            inserted[event.event_id] = row[len(CONTENT_COLUMNS) :]
+    key = (_store_key(store), os.getpid())
+    now = time.monotonic()
+    if any(row[0] % batch == 0 for row in inserted.values()) or now - _last_chained.get(key, 0.0) > 1.0:
+        _last_chained[key] = now
+        conn.execute(_TRY_CHAIN)
+    return inserted
+
+
+def _call_procedure(store: IntegrityStore, query: str, params: tuple[Any, ...]) -> dict[str, list[Any]]:
+    """Run an append procedure; return ``event_id -> [intake id, recorded_at, new, seq, prev_hash, hash]``."""
+    result = _call(store, query, params)[0]
+    return {row[0]: row[1:] for row in json.loads(result or "[]")}
+
+
+def _check_recorded(store: IntegrityStore, event: PreparedEvent, seq: int | None) -> None:
+    """A retried event: compare it with what is stored (the chain's copy, or the intake row if not chained)."""
+    if seq is not None:
+        row = _call(store, f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq = %s", (seq,))
+        _check_same(event, record_from_row(*row))
+        return
+    columns = ", ".join(CONTENT_COLUMNS)
+    row = _call(store, f"SELECT {columns} FROM {INTAKE} WHERE event_id = %s", (event.event_id,))
+    if list(row) != [event.columns()[name] for name in CONTENT_COLUMNS]:
+        raise AuditEventError(
+            f"Audit event_id {event.event_id} is already recorded with different content; give a new event "
+            "a new id."
+        )
 
 
 def _check_same(event: PreparedEvent, stored: AuditRecord) -> None:
@@ -132,52 +242,57 @@ def _record(prepared: PreparedEvent, recorded_at: datetime, seq: int, prev_hash:
 
 def _append_sqlite(store: IntegrityStore, prepared: list[PreparedEvent]) -> list[AuditRecord]:
     records: list[AuditRecord] = []
-    with store.begin() as conn:
-        # The first statement takes the write lock (BEGIN IMMEDIATE): the head cannot move under us.
-        head = conn.execute(text(_HEAD)).first()
-        seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
-        for event in prepared:
-            existing = conn.execute(_SQLITE_EXISTING, {"event_id": event.event_id}).first()
-            if existing is not None:
-                stored = record_from_row(*existing)
-                _check_same(event, stored)
-                records.append(stored)
-                continue
-            now = datetime.now(timezone.utc)
-            seq += 1
-            body = event.body(format_timestamp(now))
-            digest = chain_hash(prev, seq, body.encode("utf-8"))
-            conn.execute(_SQLITE_INSERT, {"seq": seq, "body": body, "prev_hash": prev, "hash": digest})
-            records.append(_record(event, now, seq, prev, digest))
-            prev = digest
+    with _connection(store) as conn:
+        # BEGIN IMMEDIATE takes the write lock at once: the head cannot move under us.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            head = conn.execute(_HEAD).fetchone()
+            seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
+            for event in prepared:
+                existing = conn.execute(_SQLITE_EXISTING, (event.event_id,)).fetchone()
+                if existing is not None:
+                    stored = record_from_row(*existing)
+                    _check_same(event, stored)
+                    records.append(stored)
+                    continue
+                now = datetime.now(timezone.utc)
+                seq += 1
+                body = event.body(format_timestamp(now))
+                digest = chain_hash(prev, seq, body.encode("utf-8"))
+                conn.execute(_SQLITE_INSERT, (seq, body, prev, digest))
+                records.append(_record(event, now, seq, prev, digest))
+                prev = digest
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if "locked" in str(exc) or "unable to open" in str(exc):
+                raise store._unavailable(exc) from exc
+            raise
     return records
 
 
 def _append_postgres(store: IntegrityStore, prepared: list[PreparedEvent]) -> list[AuditRecord]:
-    payload = json.dumps([p.columns() for p in prepared])
-    result = _call(store, _APPEND, (payload,))[0]
-    stored = {row[0]: row[1:] for row in json.loads(result or "[]")}
+    stored = _call_procedure(store, _APPEND, (_payload(prepared),))
     records = []
     for event in prepared:
-        _, stamp, new, seq, prev, digest = stored.get(event.event_id, (None,) * 6)
-        if seq is None:
+        row = stored.get(event.event_id)
+        if row is None or row[3] is None:
             raise AuditChainError(
                 f"Audit event {event.event_id} was not chained: the store's integrity_audit_append procedure "
                 "does not match this airflow-integrity. Run `airflow integrity db migrate`."
             )
-        record = _record(event, parse_timestamp(stamp), seq, prev, digest)
+        _, stamp, new, seq, prev, digest = row
         if not new:
-            # Recorded by an earlier call (a retry): the same event, or refuse.
-            row = _call(store, f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq = %s", (seq,))
-            record = record_from_row(*row)
-            _check_same(event, record)
-        records.append(record)
+            _check_recorded(store, event, seq)
+        records.append(_record(event, parse_timestamp(stamp), seq, prev, digest))
     return records
 
 
-# Appends hold no connection between calls but reuse idle ones: a pool checkout with its liveness ping
-# costs as much client time as the append. A stale connection shows when the append fails; the append
-# is then retried once on a new connection (safe: appending an event id twice records it once).
+# Appends hold no connection between calls but reuse idle ones, one per thread at a time: a pooled checkout
+# (PostgreSQL, with its liveness ping) or a new connection (SQLite) costs as much as the append itself. A
+# stale PostgreSQL connection shows when the append fails; the append is then retried once on a new
+# connection (safe: appending an event id twice records it once).
 _idle: dict[tuple[str, int], list[Any]] = {}
 _keys: weakref.WeakKeyDictionary[IntegrityStore, str] = weakref.WeakKeyDictionary()
 _idle_lock = threading.Lock()
@@ -192,6 +307,23 @@ def _store_key(store: IntegrityStore) -> str:
 
 
 def _connect(store: IntegrityStore) -> Any:
+    if store.backend == "sqlite":
+        import sqlite3
+
+        try:
+            conn = sqlite3.connect(
+                store.location.url.database or "",
+                timeout=store.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            # The same settings as the store's engine: WAL, a durable commit, a wait for other writers.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={int(store.busy_timeout * 1000)}")
+        except sqlite3.OperationalError as exc:
+            raise store._unavailable(exc) from exc
+        return conn
     import psycopg
 
     conninfo = store.location.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -201,11 +333,18 @@ def _connect(store: IntegrityStore) -> Any:
         raise store._unavailable(exc) from exc
 
 
-@contextmanager
-def _connection(store: IntegrityStore) -> Iterator[Any]:
-    """An autocommit psycopg connection to the store, returned to this process's idle list if healthy."""
+def _reusable(conn: Any) -> bool:
+    if hasattr(conn, "in_transaction"):  # sqlite3
+        return not conn.in_transaction
     import psycopg
 
+    return not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+@contextmanager
+def _connection(store: IntegrityStore) -> Iterator[Any]:
+    """A connection to the store (psycopg in autocommit mode, or sqlite3 without implicit transactions),
+    returned to this process's idle list afterwards if it is reusable."""
     key = (_store_key(store), os.getpid())
     with _idle_lock:
         idle = _idle.setdefault(key, [])
@@ -215,9 +354,9 @@ def _connection(store: IntegrityStore) -> Iterator[Any]:
     try:
         yield conn
     finally:
-        healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        reusable = _reusable(conn)
         with _idle_lock:
-            if healthy and len(idle) < _MAX_IDLE and os.getpid() == key[1]:
+            if reusable and len(idle) < _MAX_IDLE and os.getpid() == key[1]:
                 idle.append(conn)
                 conn = None
         if conn is not None:
@@ -242,13 +381,18 @@ os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def _call(store: IntegrityStore, query: str, params: tuple[Any, ...] | None) -> Any:
-    """Run one statement; run it again on a new connection if the reused one turns out to be dead."""
+    """Run one statement and return its first row (see :func:`_with_connection`)."""
+    return _with_connection(store, lambda conn: conn.execute(query, params).fetchone())
+
+
+def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
+    """Run ``work`` on a reused connection; again on a new one if the reused one turns out to be dead."""
     import psycopg
 
     for attempt in (1, 2):
         try:
             with _connection(store) as conn:
-                return conn.execute(query, params).fetchone()
+                return work(conn)
         except psycopg.OperationalError as exc:
             if not _connection_lost(exc):
                 raise

@@ -1,8 +1,9 @@
-"""Names and row mapping shared by the audit modules.
+"""Names, SQL fragments and row mapping shared by the audit modules.
 
 An event row holds ``seq``, ``body`` (the canonical JSON the hash covers, see
-:mod:`airflow_integrity.store.audit`), ``prev_hash`` and ``hash``; the columns one filters on
-(:data:`GENERATED_COLUMNS`) are generated from the body by the database itself.
+:mod:`airflow_integrity.store.audit`), ``prev_hash`` and ``hash``. Fields are filtered on through the
+body itself: on PostgreSQL through ``doc``, a jsonb copy of the body the database generates; on SQLite
+through ``json_extract(body, ...)``. Both are indexed (migration a1).
 """
 
 from __future__ import annotations
@@ -16,16 +17,6 @@ EVENT = "integrity_audit_event"
 INTAKE = "integrity_audit_intake"
 CHECKPOINT = "integrity_audit_checkpoint"
 AUDIT_TABLES = {"postgresql": (EVENT, INTAKE, CHECKPOINT), "sqlite": (EVENT, CHECKPOINT)}
-GENERATED_COLUMNS = (
-    "event_id",
-    "recorded_at",
-    "event_type",
-    "actor",
-    "dag_id",
-    "run_id",
-    "task_id",
-    "business_key",
-)
 # The intake table's columns written by a writer (PostgreSQL); the database adds id, txid and recorded_at.
 CONTENT_COLUMNS = (
     "event_id",
@@ -49,6 +40,13 @@ def message_sql(dialect: str) -> str:
     if dialect == "postgresql":
         return "convert_to(e.prev_hash || E'\\n' || e.seq::text || E'\\n' || e.body, 'UTF8')"
     return "CAST(e.prev_hash || char(10) || CAST(e.seq AS TEXT) || char(10) || e.body AS BLOB)"
+
+
+def field_sql(dialect: str, name: str) -> str:
+    """SQL for the value of body field ``name`` of event row ``e`` (text, NULL when absent or null)."""
+    if dialect == "postgresql":
+        return f"(e.doc ->> '{name}')"
+    return f"json_extract(e.body, '$.{name}')"
 
 
 def record_from_row(seq: int, body: str, prev_hash: str, hash_: str) -> AuditRecord:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from airflow_integrity import audit
 from airflow_integrity.hooks.integrity import AuditUnavailableError, IntegrityCheckHook
@@ -17,10 +16,10 @@ DOWN = "postgresql://u:pw@127.0.0.1:9/integrity"
 
 
 def _types(url: str) -> list[tuple[str, str | None]]:
+    from airflow_integrity.store.audit_export import iter_records
+
     store = IntegrityStore(StoreLocation.from_url(url))
-    with store.read() as conn:
-        rows = conn.execute(text("SELECT event_type, business_key FROM integrity_audit_event ORDER BY seq"))
-        return [tuple(row) for row in rows]
+    return [(r.event_type, r.business_key) for _, r in iter_records(store) if not isinstance(r, str)]
 
 
 def test_fail_policy_raises_naming_the_store(monkeypatch) -> None:
@@ -47,3 +46,7 @@ def test_spool_policy_keeps_events_and_replays_them_in_order(store_url: str, tmp
     # Draining again appends nothing twice.
     assert IntegrityCheckHook().drain_spool() == 0
     assert len(_types(store_url)) == 6
+    from airflow_integrity.store.audit_verify import verify
+
+    result = verify(IntegrityStore(StoreLocation.from_url(store_url)))
+    assert result.ok and result.count == 6, result

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
 
@@ -13,16 +12,17 @@ pytestmark = pytest.mark.integration
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
 
-def _events(url: str) -> list[dict]:
+def _records(url: str, **filters: str) -> list[dict]:
+    """Stored events in chain order, read through the export reader (the table stores canonical bodies)."""
+    from airflow_integrity.store.audit_export import iter_records
+
     store = IntegrityStore(StoreLocation.from_url(url))
-    with store.read() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT seq, event_type, actor, dag_id, run_id, task_id, business_key "
-                "FROM integrity_audit_event ORDER BY seq"
-            )
-        ).mappings()
-        return [dict(row) for row in rows]
+    return [
+        {"seq": seq, "event_type": r.event_type, "actor": r.actor, "dag_id": r.dag_id, "run_id": r.run_id,
+         "task_id": r.task_id, "business_key": r.business_key}
+        for seq, r in iter_records(store, **filters)
+        if not isinstance(r, str)
+    ]  # fmt: skip
 
 
 def test_store_check_dag_run_is_audited_task_by_task(airflow_db, store_conn_env: str) -> None:
@@ -32,7 +32,7 @@ def test_store_check_dag_run_is_audited_task_by_task(airflow_db, store_conn_env:
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).get_dag("integrity_store_check")
     run = dag.test()
     assert run.state == DagRunState.SUCCESS
-    events = [e for e in _events(store_conn_env) if e["run_id"] == run.run_id]
+    events = _records(store_conn_env, run_id=run.run_id)
     by_task = {}
     for event in events:
         by_task.setdefault(event["task_id"], []).append(event["event_type"])

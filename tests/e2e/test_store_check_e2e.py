@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
+from airflow_integrity.store.audit_export import iter_records
+from airflow_integrity.store.audit_verify import verify
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
@@ -37,10 +39,8 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
     store = IntegrityStore(StoreLocation.from_url(store_uri))
     with store.read() as conn:
         store_id = conn.execute(text("SELECT store_id FROM integrity_store_info")).scalar_one()
-        events = conn.execute(
-            text("SELECT event_type, task_id, actor FROM integrity_audit_event WHERE run_id = :r ORDER BY seq"),
-            {"r": run_id},
-        ).all()
+    events = [(r.event_type, r.task_id, r.actor) for _, r in iter_records(store, run_id=run_id)]
+    assert verify(store).ok
     # The worker returned the identity of the very store the test created, and the API server sees it too.
     assert returned == store_id
     assert health["store"]["store_id"] == store_id and health["store"]["backend"] == "postgresql"

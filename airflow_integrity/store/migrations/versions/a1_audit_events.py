@@ -1,7 +1,7 @@
 """Audit trail: the hash-chained event log, its signed checkpoints and (PostgreSQL) the intake table.
 
-An event is stored as its canonical body (the text its hash covers); the columns one filters on are
-generated from the body by the database, so they cannot disagree with it. Every table refuses UPDATE
+An event is stored as its canonical body, the text its hash covers; what one filters on is indexed from
+the body by the database, so it cannot disagree with it. Every table refuses UPDATE
 and DELETE (and TRUNCATE on PostgreSQL) through triggers.
 
 Revision ID: a1
@@ -29,22 +29,18 @@ CHAIN_LOCK_KEY = 0x1A7E_A0D1
 FLUSH_SEQUENCE = "integrity_audit_flush_seq"
 
 
-# Columns generated from the body, for filtering and indexing (the body holds every field).
-GENERATED = (
-    ("event_id", sa.String(36)),
-    ("recorded_at", sa.String(27)),
-    ("event_type", sa.String(100)),
-    ("actor", sa.String(250)),
-    ("dag_id", sa.String(250)),
-    ("run_id", sa.String(250)),
-    ("task_id", sa.String(250)),
-    ("business_key", sa.String(250)),
-)
+# Fields one filters on. PostgreSQL indexes them in a jsonb copy of the body that the database generates
+# (one parse per event); SQLite indexes json_extract() of the body itself.
+INDEXED = {
+    "event_id": ("event_id",),
+    "business_key": ("business_key",),
+    "dag_run": ("dag_id", "run_id"),
+    "recorded_at": ("recorded_at",),
+}
 
 
-def _generated(name: str, type_: sa.types.TypeEngine, postgres: bool) -> sa.Column:
-    expression = f"(body::jsonb ->> '{name}')" if postgres else f"json_extract(body, '$.{name}')"
-    return sa.Column(name, type_, sa.Computed(expression, persisted=True))
+def _field(name: str, postgres: bool) -> str:
+    return f"(doc ->> '{name}')" if postgres else f"json_extract(body, '$.{name}')"
 
 
 def _intake_columns() -> list[sa.Column]:
@@ -117,10 +113,11 @@ DECLARE
     v_xmax bigint;
     v_xip bigint[];
     v_ids bigint[];
+    v_bodies text[];
+    v_prevs text[] := '{{}}';
+    v_hashes text[] := '{{}}';
     v_new_xmax bigint;
     v_new_xip bigint[];
-    v_hash text;
-    r record;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'airflow-integrity: audit chaining needs READ COMMITTED isolation, not %',
@@ -136,25 +133,28 @@ BEGIN
     IF NOT FOUND THEN
         v_seq := 0; v_prev := repeat('0', 64); v_xmax := 0; v_xip := '{{}}';
     END IF;
-    -- One statement, one snapshot: the candidates and the horizon the next chaining starts from. The
-    -- scalar subquery keeps "not chained yet" an index probe per candidate, never a join over the log.
-    SELECT array_agg(i.id ORDER BY i.id),
+    -- One statement, one snapshot: the rows to chain, their bodies, and the horizon the next chaining
+    -- starts from. The scalar subquery keeps "not chained yet" an index probe per candidate.
+    SELECT array_agg(i.id ORDER BY i.id), array_agg({_BODY} ORDER BY i.id),
            pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
            ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
-        INTO v_ids, v_new_xmax, v_new_xip
+        INTO v_ids, v_bodies, v_new_xmax, v_new_xip
         FROM {INTAKE} AS i
         WHERE (i.txid >= v_xmax OR i.txid = ANY(v_xip))
           AND (SELECT e.seq FROM {EVENT} AS e WHERE e.intake_id = i.id) IS NULL;
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
-    FOR r IN SELECT i.id, {_BODY} AS body FROM {INTAKE} AS i WHERE i.id = ANY(v_ids) ORDER BY i.id LOOP
-        v_seq := v_seq + 1;
-        v_hash := encode(sha256(convert_to(v_prev || E'\\n' || v_seq::text || E'\\n' || r.body, 'UTF8')), 'hex');
-        INSERT INTO {EVENT} (seq, body, prev_hash, hash, intake_id, chain_xmax, chain_xip)
-        VALUES (v_seq, r.body, v_prev, v_hash, r.id, v_new_xmax, v_new_xip);
-        v_prev := v_hash;
+    FOR k IN 1..cardinality(v_ids) LOOP
+        v_prevs[k] := v_prev;
+        v_prev := encode(
+            sha256(convert_to(v_prev || E'\\n' || (v_seq + k)::text || E'\\n' || v_bodies[k], 'UTF8')), 'hex'
+        );
+        v_hashes[k] := v_prev;
     END LOOP;
+    INSERT INTO {EVENT} (seq, body, prev_hash, hash, intake_id, chain_xmax, chain_xip)
+        SELECT v_seq + u.k, u.body, u.prev_hash, u.hash, u.intake_id, v_new_xmax, v_new_xip
+        FROM unnest(v_ids, v_bodies, v_prevs, v_hashes) WITH ORDINALITY AS u(intake_id, body, prev_hash, hash, k);
     RETURN cardinality(v_ids);
 END
 $$
@@ -252,7 +252,13 @@ $$
 
 
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
+    bind = op.get_bind()
+    postgres = bind.dialect.name == "postgresql"
+    if postgres and bind.exec_driver_sql("SHOW server_encoding").scalar() != "UTF8":
+        raise RuntimeError(
+            "The integrity store's PostgreSQL database must use the UTF8 encoding (the audit trail hashes UTF-8 "
+            "text). Create it with `CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0`."
+        )
     chain_state = (
         [
             sa.Column("intake_id", sa.BigInteger, unique=True),
@@ -269,14 +275,17 @@ def upgrade() -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
-        *[_generated(name, type_, postgres) for name, type_ in GENERATED],
+        *([sa.Column("doc", postgresql.JSONB, sa.Computed("body::jsonb", persisted=True))] if postgres else []),
         *chain_state,
         sa.CheckConstraint("seq > 0", name="ck_integrity_audit_event_seq_positive"),
     )
-    op.create_index("ix_integrity_audit_event_event_id", EVENT, ["event_id"], unique=True)
-    op.create_index("ix_integrity_audit_event_business_key", EVENT, ["business_key"])
-    op.create_index("ix_integrity_audit_event_dag_run", EVENT, ["dag_id", "run_id"])
-    op.create_index("ix_integrity_audit_event_recorded_at", EVENT, ["recorded_at"])
+    for index, fields in INDEXED.items():
+        # On PostgreSQL the intake table keeps event ids unique; SQLite appends look events up by id.
+        if index == "event_id" and postgres:
+            continue
+        expressions = ", ".join(_field(name, postgres) for name in fields)
+        unique = "UNIQUE " if index == "event_id" else ""
+        op.execute(f"CREATE {unique}INDEX ix_{EVENT}_{index} ON {EVENT} ({expressions})")
 
     op.create_table(
         CHECKPOINT,

@@ -1,0 +1,198 @@
+"""``airflow integrity audit ...`` commands: verify the trail, export it for reviewers, sign a checkpoint.
+
+The checkpoint key comes from an Airflow connection named with ``--key-conn-id``: its password holds
+either the HMAC-SHA256 secret (any text of at least 16 bytes) or an Ed25519 key in PEM form (a private
+key signs and verifies; a public key only verifies). An optional ``key_id`` in the connection's extra
+names the key; otherwise an id derived from the key is used. Give ``--key-conn-id`` once per key that
+signed checkpoints (after a key rotation, the old and the new one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
+
+if TYPE_CHECKING:
+    from airflow_integrity.store import IntegrityStore
+    from airflow_integrity.store.checkpoints import CheckpointKey
+
+ARG_CONN_ID = Arg(
+    ("--conn-id",),
+    help="Connection of the integrity store (default: [integrity] conn_id, then the embedded SQLite store)",
+    default=None,
+)
+ARG_KEY_CONN_ID = Arg(
+    ("--key-conn-id",),
+    help="Connection whose password holds the checkpoint key: an HMAC secret or an Ed25519 PEM key "
+    "(repeat for several keys)",
+    action="append",
+    default=None,
+)
+ARG_FROM_CHECKPOINT = Arg(
+    ("--from-checkpoint",),
+    help="Verify only the events after the latest checkpoint the key verifies",
+    action="store_true",
+)
+ARG_FORMAT = Arg(("--format",), help="Export format", choices=("jsonl", "csv"), default="jsonl")
+ARG_BUSINESS_KEY = Arg(("--business-key",), help="Only events for this business key, across all runs")
+ARG_DAG_ID = Arg(("--dag-id",), help="Only events of this DAG")
+ARG_RUN_ID = Arg(("--run-id",), help="Only events of this DAG run")
+ARG_SINCE = Arg(("--since",), help="Only events recorded at or after this ISO-8601 time (UTC if no zone)")
+ARG_UNTIL = Arg(("--until",), help="Only events recorded before this ISO-8601 time (UTC if no zone)")
+ARG_OUTPUT = Arg(("--output", "-o"), help="Write to this file instead of standard output")
+
+AUDIT_COMMANDS = (
+    ActionCommand(
+        name="verify",
+        help="Verify the audit trail: exit 0 with the event count and head hash, or 1 naming the first bad event",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.verify"),
+        args=(ARG_CONN_ID, ARG_KEY_CONN_ID, ARG_FROM_CHECKPOINT),
+    ),
+    ActionCommand(
+        name="export",
+        help="Export the audit trail as JSON Lines or CSV, stating whether the chain verified",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.export"),
+        args=(
+            ARG_CONN_ID,
+            ARG_FORMAT,
+            ARG_BUSINESS_KEY,
+            ARG_DAG_ID,
+            ARG_RUN_ID,
+            ARG_SINCE,
+            ARG_UNTIL,
+            ARG_OUTPUT,
+            ARG_KEY_CONN_ID,
+        ),
+    ),
+    ActionCommand(
+        name="checkpoint",
+        help="Verify the trail since the last checkpoint and sign its head now",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.checkpoint"),
+        args=(ARG_CONN_ID, ARG_KEY_CONN_ID),
+    ),
+)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _store(args: argparse.Namespace) -> IntegrityStore:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    # The CLI runs beside the metadata database: let connection look-ups reach it, as Airflow's own
+    # `airflow connections` commands do.
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+    return IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None)).get_store()
+
+
+def load_key(conn_id: str) -> CheckpointKey:
+    """The checkpoint key held by the Airflow connection ``conn_id`` (see the module docstring)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_integrity.store.checkpoints import CheckpointKey, CheckpointKeyError
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise CheckpointKeyError(
+            f"The checkpoint key connection {conn_id!r} is not defined. Create it with the key in its password "
+            f"(Admin > Connections, or AIRFLOW_CONN_{conn_id.upper()})."
+        ) from None
+    if not conn.password:
+        raise CheckpointKeyError(
+            f"The checkpoint key connection {conn_id!r} has no password: put the HMAC secret or the Ed25519 PEM "
+            "key in it."
+        )
+    key_id = (conn.extra_dejson or {}).get("key_id")
+    try:
+        return CheckpointKey.from_secret(conn.password, key_id=key_id)
+    except CheckpointKeyError as exc:
+        raise CheckpointKeyError(f"Connection {conn_id!r}: {exc}") from None
+
+
+def _keys(args: argparse.Namespace) -> list[CheckpointKey]:
+    return [load_key(conn_id) for conn_id in getattr(args, "key_conn_id", None) or []]
+
+
+def verify(args: argparse.Namespace) -> None:
+    """Print the event count and head hash and exit 0, or the first bad sequence number and reason and exit 1."""
+    from airflow_integrity.store import StoreError
+    from airflow_integrity.store.audit_verify import verify as verify_chain
+
+    try:
+        result = verify_chain(
+            _store(args), key=_keys(args), from_checkpoint=getattr(args, "from_checkpoint", False)
+        )
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result.ok:
+        print(f"OK: {result.summary()}")
+        return
+    print(f"FAILED: first bad sequence number {result.first_bad_seq}: {result.reason}: {result.detail}")
+    print(f"{result.count} events verified before it.")
+    raise SystemExit(1)
+
+
+def export(args: argparse.Namespace) -> None:
+    """Write the export; exit 1 (after writing it) if the chain does not verify."""
+    from airflow_integrity.store import StoreError
+    from airflow_integrity.store.audit_export import export as export_trail
+
+    output = getattr(args, "output", None)
+    try:
+        keys = _keys(args)
+        store = _store(args)
+        target: Any = nullcontext(sys.stdout)
+        if output:
+            target = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        with target as out:
+            summary = export_trail(
+                store,
+                args.format,
+                out=out,
+                business_key=args.business_key,
+                dag_id=args.dag_id,
+                run_id=args.run_id,
+                since=args.since,
+                until=args.until,
+                key=keys,
+            )
+    except (StoreError, OSError) as exc:
+        _fail(str(exc))
+        return
+    result = summary.verification
+    status = "chain verified" if result.ok else f"chain NOT verified: {result.summary()}"
+    print(f"Exported {summary.events} events{f' to {output}' if output else ''}; {status}.", file=sys.stderr)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def checkpoint(args: argparse.Namespace) -> None:
+    """Sign the current head of the trail with the key and store the checkpoint."""
+    from airflow_integrity.store import StoreError
+    from airflow_integrity.store.checkpoints import create_checkpoint
+
+    try:
+        keys = _keys(args)
+        if not keys:
+            _fail("give the signing key with --key-conn-id (a connection whose password holds the key).")
+        signer = next((k for k in keys if k.can_sign), keys[0])
+        made = create_checkpoint(_store(args), signer)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    print(
+        f"Checkpoint {made.id}: seq {made.seq}, head hash {made.head_hash}, signed {made.created_at} "
+        f"with {made.algorithm} key {made.key_id}."
+    )

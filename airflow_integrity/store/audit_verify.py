@@ -1,0 +1,426 @@
+"""Verification of the audit chain: every hash, every link, every signed checkpoint.
+
+The scan streams ``seq``, ``hash`` and the exact bytes each hash covers (``prev_hash "\\n" seq "\\n"
+body``, assembled by the database from the stored row) and re-computes SHA-256 in Python, so the
+result never depends on a hash computed by the database. The per-row loop only compares; when it
+meets the first anomaly a few targeted queries name it:
+
+``gap``
+    a sequence number is missing (an event was deleted), or an event links to one that is not in
+    the log (deleted, later events renumbered);
+``forged insert``
+    an event was inserted between two others (the next one still links to the one before), or a
+    second event carries an existing sequence number;
+``reorder``
+    the event at a position belongs elsewhere in the chain (events swapped);
+``hash mismatch``
+    an event's content no longer matches its hash (edited), or it was edited and re-hashed while
+    the next event still links to the original;
+``field mismatch``
+    the searchable copy of an event (PostgreSQL ``doc``) no longer agrees with its hashed body (it was
+    altered after its generation from the body was removed);
+``checkpoint mismatch``
+    a signed checkpoint does not verify (bad signature, unknown key) or the chain's hash at its
+    sequence number differs from the signed one (the chain was rewritten consistently);
+``truncated``
+    the log ends before the sequence number of a signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from airflow_integrity.store.audit import GENESIS_HASH
+from airflow_integrity.store.audit_schema import (
+    AUDIT_TABLES,
+    EVENT,
+    INTAKE,
+    message_sql,
+)
+from airflow_integrity.store.checkpoints import Checkpoint, CheckpointKey, list_checkpoints, store_id
+
+if TYPE_CHECKING:
+    from airflow_integrity.store.store import IntegrityStore
+
+HASH_MISMATCH = "hash mismatch"
+GAP = "gap"
+REORDER = "reorder"
+FORGED_INSERT = "forged insert"
+FIELD_MISMATCH = "field mismatch"
+CHECKPOINT_MISMATCH = "checkpoint mismatch"
+TRUNCATED = "truncated"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of :func:`verify`.
+
+    Args:
+        ok: Whether the chain (from ``verified_from``) and every checkpoint verified.
+        count: Events verified before the first bad one (all of them when ``ok``).
+        head_seq: Sequence number of the last event verified (0 for an empty log).
+        head_hash: Hash of that event (the genesis hash for an empty log).
+        first_bad_seq: The first sequence number that cannot be trusted, when not ``ok``.
+        reason: One of the reasons in this module's docstring, when not ``ok``.
+        detail: What exactly was found, in words.
+        verified_from: The first sequence number verified (after a trusted checkpoint, or 1).
+        checkpoints: Checkpoints whose head hash matched the chain.
+        signatures_checked: Whether checkpoint signatures were checked (a key was given).
+        pending: Events recorded but not chained yet (the next append chains them).
+        warnings: Findings that do not break the chain, such as a disabled append-only trigger.
+    """
+
+    ok: bool
+    count: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+    verified_from: int = 1
+    checkpoints: int = 0
+    signatures_checked: bool = False
+    pending: int = 0
+    warnings: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line for people: the count and head hash, or the first bad sequence number and why."""
+        if not self.ok:
+            return f"first bad seq {self.first_bad_seq}: {self.reason}: {self.detail}"
+        signed = "signatures verified" if self.signatures_checked else "signatures not checked (no key given)"
+        since = f" (from seq {self.verified_from})" if self.verified_from > 1 else ""
+        return (
+            f"{self.count} events verified{since}, head seq {self.head_seq}, head hash {self.head_hash}; "
+            f"{self.checkpoints} checkpoint(s) matched, {signed}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view."""
+        return {**asdict(self), "warnings": list(self.warnings)}
+
+
+@dataclass
+class _Problem:
+    seq: int
+    reason: str
+    detail: str
+
+
+def verify(
+    store: IntegrityStore,
+    *,
+    key: CheckpointKey | Sequence[CheckpointKey] | None = None,
+    from_checkpoint: bool = False,
+    batch_size: int = 5_000,
+) -> VerifyResult:
+    """Verify the audit chain and its signed checkpoints.
+
+    Args:
+        store: The integrity store.
+        key: The checkpoint key(s) (every key that signed a checkpoint, after rotations). Without a key,
+            checkpoints are compared with the chain but their signatures are not checked.
+        from_checkpoint: Start after the latest checkpoint whose signature verifies with ``key`` (and whose
+            head hash is the stored hash at its sequence number) instead of at the first event.
+        batch_size: Rows fetched per round trip.
+    """
+    keys = {k.key_id: k for k in ([key] if isinstance(key, CheckpointKey) else list(key or ()))}
+    with store.read() as conn:
+        if store.backend == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        identity = store_id(conn)
+        checkpoints = list_checkpoints(conn)
+        warnings = _schema_warnings(conn, store.backend)
+        start_seq, start_hash = 1, GENESIS_HASH
+        if from_checkpoint and keys:
+            trusted = _trusted_start(conn, checkpoints, keys, identity)
+            if trusted is not None:
+                start_seq, start_hash = trusted.seq + 1, trusted.head_hash
+        scan = _Scan(start_seq, start_hash, {cp.seq for cp in checkpoints})
+        batches = _rows(conn, store.backend, start_seq, batch_size)
+        try:
+            anomaly = scan.run(batches)
+        finally:
+            batches.close()
+        problem = _diagnose(conn, scan, anomaly, start_seq) if anomaly is not None else None
+        if problem is None and _generated_altered(conn, store.backend):
+            problem = _first_field_mismatch(conn, start_seq)
+        pending = _pending(conn) if store.backend == "postgresql" else 0
+    matched, cp_problem = _check_checkpoints(
+        checkpoints, keys, identity, scan, start_seq, chain_intact=problem is None
+    )
+    if cp_problem is not None and (problem is None or cp_problem.seq <= problem.seq):
+        problem = cp_problem
+    if not keys and checkpoints:
+        warnings.append("checkpoint signatures were not checked: no key was given")
+    if pending:
+        warnings.append(f"{pending} recorded event(s) are not chained yet; the next append chains them")
+    count = scan.seq - start_seq
+    if problem is not None:
+        count = max(0, min(count, problem.seq - start_seq))
+    return VerifyResult(
+        ok=problem is None,
+        count=count,
+        head_seq=scan.seq - 1,
+        head_hash=scan.head,
+        first_bad_seq=problem.seq if problem else None,
+        reason=problem.reason if problem else None,
+        detail=problem.detail if problem else None,
+        verified_from=start_seq,
+        checkpoints=matched,
+        signatures_checked=bool(keys),
+        pending=pending,
+        warnings=tuple(warnings),
+    )
+
+
+class _Scan:
+    """The streaming check: sequence continuity, links and hashes, remembering hashes at checkpoints."""
+
+    def __init__(self, seq: int, head: str, marks: set[int]) -> None:
+        self.seq = seq  # the next sequence number expected
+        self.head = head  # hash of the last event verified
+        self.before_head: str | None = None  # hash of the event before that
+        self.marks = marks
+        self.at_marks: dict[int, str] = {seq - 1: head}
+
+    def run(self, batches: Iterable[Iterable[Any]]) -> tuple[int, str, Any] | None:
+        sha = hashlib.sha256
+        seq, head, before, marks, at_marks = self.seq, self.head, self.before_head, self.marks, self.at_marks
+        head_bytes = head.encode("ascii")
+        try:
+            for rows in batches:
+                for row in rows:
+                    number, digest, message = row
+                    try:
+                        if number != seq or message[:64] != head_bytes or sha(message).hexdigest() != digest:
+                            return row
+                    except TypeError:  # a NULL body or hash
+                        return row
+                    before, head = head, digest
+                    head_bytes = digest.encode("ascii")
+                    seq += 1
+                    if number in marks:
+                        at_marks[number] = digest
+        finally:
+            self.seq, self.head, self.before_head = seq, head, before
+        return None
+
+
+def _rows(conn: Connection, backend: str, start: int, batch_size: int) -> Generator[Iterable[Any], None, None]:
+    """Batches of ``(seq, hash, message bytes)`` rows in sequence order, from ``start``.
+
+    PostgreSQL streams the result (the server keeps producing rows while Python checks them) inside a
+    savepoint, so that stopping early, which cancels the query, leaves the transaction usable.
+    """
+    message = message_sql(backend)
+    query = f"SELECT e.seq, e.hash, {message} FROM {EVENT} AS e WHERE e.seq >= {int(start)} ORDER BY e.seq"
+    driver: Any = conn.connection.driver_connection
+    if backend == "postgresql":
+        driver.execute("SAVEPOINT integrity_audit_scan")
+        stream = driver.cursor(binary=True).stream(query, size=batch_size)
+        try:
+            yield stream
+        finally:
+            stream.close()
+            driver.execute("ROLLBACK TO SAVEPOINT integrity_audit_scan")
+        return
+    cursor = driver.cursor()
+    try:
+        cursor.execute(query)
+        while rows := cursor.fetchmany(batch_size):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def _exists(conn: Connection, where: str, params: dict[str, Any]) -> int | None:
+    return conn.execute(text(f"SELECT e.seq FROM {EVENT} AS e WHERE {where} LIMIT 1"), params).scalar()
+
+
+def _diagnose(conn: Connection, scan: _Scan, row: tuple[int, str, Any], start: int) -> _Problem:
+    """Name the first anomaly: the row the scan stopped at, against what it expected."""
+    number, digest, message = row
+    expected, head, before = scan.seq, scan.head, scan.before_head
+    if number > expected:
+        missing = f"{expected}" if number == expected + 1 else f"{expected} to {number - 1}"
+        return _Problem(
+            expected, GAP, f"event(s) {missing} are missing: the log goes from {expected - 1} to {number}"
+        )
+    if number < expected:
+        return _Problem(number, FORGED_INSERT, f"a second event is numbered {number}")
+    if message is None or digest is None:
+        return _Problem(expected, HASH_MISMATCH, f"event {expected} has no body or no hash")
+    prev = bytes(message[:64]).decode("ascii", "replace")
+    self_consistent = hashlib.sha256(message).hexdigest() == digest
+    if prev != head:
+        if before is not None and prev == before and expected > start:
+            return _Problem(
+                expected - 1,
+                FORGED_INSERT,
+                f"event {expected - 1} was inserted: event {expected} links to event {expected - 2}",
+            )
+        if self_consistent and expected > start:
+            return _Problem(
+                expected - 1,
+                HASH_MISMATCH,
+                f"event {expected - 1} was changed and re-hashed: event {expected} links to its original",
+            )
+        elsewhere = _exists(conn, "e.prev_hash = :head AND e.seq <> :seq", {"head": head, "seq": number})
+        origin = _exists(conn, "e.hash = :prev AND e.seq <> :seq", {"prev": prev, "seq": number})
+        if elsewhere is not None or origin is not None:
+            where = (
+                f"event {elsewhere} follows event {expected - 1}" if elsewhere else f"it follows event {origin}"
+            )
+            return _Problem(expected, REORDER, f"the event at {expected} belongs elsewhere in the chain ({where})")
+        return _Problem(
+            expected,
+            GAP,
+            f"event {expected} links to an event that is not in the log (deleted, later events renumbered, "
+            "or its prev_hash edited)",
+        )
+    return _Problem(expected, HASH_MISMATCH, f"the recorded content of event {expected} does not match its hash")
+
+
+def _trusted_start(
+    conn: Connection, checkpoints: list[Checkpoint], keys: dict[str, CheckpointKey], identity: str
+) -> Checkpoint | None:
+    """The latest checkpoint that verifies with ``keys`` and matches the stored hash at its sequence number."""
+    for cp in sorted(checkpoints, key=lambda c: (c.seq, c.id), reverse=True):
+        key = keys.get(cp.key_id)
+        if key is None or key.algorithm != cp.algorithm or not key.verify(cp.message(identity), cp.signature):
+            continue
+        stored = conn.execute(text(f"SELECT hash FROM {EVENT} WHERE seq = :seq"), {"seq": cp.seq}).scalar()
+        if stored == cp.head_hash:
+            return cp
+    return None
+
+
+def _check_checkpoints(
+    checkpoints: list[Checkpoint],
+    keys: dict[str, CheckpointKey],
+    identity: str,
+    scan: _Scan,
+    start: int,
+    *,
+    chain_intact: bool,
+) -> tuple[int, _Problem | None]:
+    """Check every checkpoint in the scanned range; return how many matched and the first problem."""
+    matched = 0
+    good = start - 1
+    for cp in sorted(checkpoints, key=lambda c: (c.seq, c.id)):
+        if cp.seq < start - 1:
+            continue
+        if keys:
+            key = keys.get(cp.key_id)
+            if key is None:
+                return matched, _Problem(
+                    good + 1,
+                    CHECKPOINT_MISMATCH,
+                    f"the checkpoint at seq {cp.seq} is signed with key {cp.key_id}, which was not given",
+                )
+            if key.algorithm != cp.algorithm or not key.verify(cp.message(identity), cp.signature):
+                return matched, _Problem(
+                    good + 1,
+                    CHECKPOINT_MISMATCH,
+                    f"the signature of the checkpoint at seq {cp.seq} does not verify with key {cp.key_id}: "
+                    "events after the last good checkpoint may have been rewritten",
+                )
+        if cp.seq >= scan.seq:
+            if chain_intact:
+                return matched, _Problem(
+                    scan.seq,
+                    TRUNCATED,
+                    f"the log ends at seq {scan.seq - 1}, before the signed checkpoint at seq {cp.seq}",
+                )
+            continue
+        if scan.at_marks.get(cp.seq) != cp.head_hash:
+            return matched, _Problem(
+                good + 1,
+                CHECKPOINT_MISMATCH,
+                f"the chain's hash at seq {cp.seq} differs from the one signed by checkpoint {cp.id}: "
+                f"events {good + 1} to {cp.seq} were rewritten",
+            )
+        matched += 1
+        good = cp.seq
+    return matched, None
+
+
+def _pending(conn: Connection) -> int:
+    """Intake rows the last chaining could not see and nobody has chained since (index lookups only)."""
+    head = conn.execute(text(f"SELECT chain_xmax, chain_xip FROM {EVENT} ORDER BY seq DESC LIMIT 1")).first()
+    xmax, xip = (head[0] or 0, head[1] or []) if head else (0, [])
+    return int(
+        conn.execute(
+            text(
+                f"SELECT count(*) FROM {INTAKE} AS i WHERE (i.txid >= :xmax OR i.txid = ANY(:xip)) "
+                f"AND NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id)"
+            ),
+            {"xmax": xmax, "xip": list(xip)},
+        ).scalar_one()
+    )
+
+
+def _generated_altered(conn: Connection, backend: str) -> bool:
+    """Whether ``doc`` (PostgreSQL) is no longer generated from the body (SQLite filters on the body itself)."""
+    if backend != "postgresql":
+        return False
+    row = conn.execute(
+        text(
+            "SELECT a.attgenerated, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute AS a "
+            "LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            f"WHERE a.attrelid = '{EVENT}'::regclass AND a.attname = 'doc' AND NOT a.attisdropped"
+        )
+    ).first()
+    return row is None or row[0] != "s" or re.sub(r"[\s()]", "", row[1] or "") != "body::jsonb"
+
+
+def _first_field_mismatch(conn: Connection, start: int) -> _Problem | None:
+    """Compare every event's ``doc`` with its body (slow; only after ``doc`` stopped being generated)."""
+    rows = conn.execute(
+        text(f"SELECT e.seq, e.body, e.doc FROM {EVENT} AS e WHERE e.seq >= :s ORDER BY e.seq"), {"s": start}
+    )
+    for seq, body, doc in rows:
+        try:
+            fields = json.loads(body)
+        except (TypeError, ValueError):
+            return _Problem(seq, HASH_MISMATCH, f"the body of event {seq} is not JSON")
+        if doc != fields:
+            changed = sorted(k for k in set(fields) | set(doc or {}) if (doc or {}).get(k) != fields.get(k))
+            return _Problem(
+                seq,
+                FIELD_MISMATCH,
+                f"the searchable copy (doc) of event {seq} differs from its hashed record in {', '.join(changed)}",
+            )
+    return None
+
+
+def _schema_warnings(conn: Connection, backend: str) -> list[str]:
+    """Missing or disabled append-only triggers (the chain may still verify)."""
+    warnings = []
+    if backend == "postgresql":
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, count(*) FILTER (WHERE t.tgenabled <> 'D') FROM pg_class AS c "
+                "LEFT JOIN pg_trigger AS t ON t.tgrelid = c.oid AND NOT t.tgisinternal "
+                "WHERE c.relname = ANY(:tables) GROUP BY c.relname"
+            ),
+            {"tables": list(AUDIT_TABLES[backend])},
+        ).all()
+        enabled: dict[str, int] = {name: count for name, count in rows}
+        for table in AUDIT_TABLES[backend]:
+            if enabled.get(table, 0) < 2:
+                warnings.append(f"append-only triggers of {table} are missing or disabled")
+    else:
+        names = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+        for table in AUDIT_TABLES[backend]:
+            if not {f"{table}_no_update", f"{table}_no_delete"} <= names:
+                warnings.append(f"append-only triggers of {table} are missing")
+    return warnings

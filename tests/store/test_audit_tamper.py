@@ -1,0 +1,230 @@
+"""The tamper matrix: every way of altering the stored trail is caught by verify, at the right sequence number.
+
+The attacker has DDL rights: they switch off the append-only triggers (PostgreSQL ``DISABLE TRIGGER``,
+SQLite ``DROP TRIGGER``) and rewrite rows directly; they know the (public) hash algorithm, not the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from airflow_integrity.store import IntegrityStore
+from airflow_integrity.store.audit import AuditEvent, canonical_json, chain_hash
+from airflow_integrity.store.audit_chain import AuditLog
+from airflow_integrity.store.audit_schema import AUDIT_TABLES, CHECKPOINT, EVENT
+from airflow_integrity.store.audit_verify import (
+    CHECKPOINT_MISMATCH,
+    FIELD_MISMATCH,
+    FORGED_INSERT,
+    GAP,
+    HASH_MISMATCH,
+    REORDER,
+    TRUNCATED,
+    verify,
+)
+from airflow_integrity.store.checkpoints import CheckpointKey, create_checkpoint
+
+pytestmark = pytest.mark.integration
+KEY = CheckpointKey.hmac_sha256(b"tamper-matrix-secret-0123456789abcdef")
+SHIFT = 1_000_000
+
+
+@contextmanager
+def tampering(store: IntegrityStore) -> Iterator[Connection]:
+    """A write transaction with the append-only triggers out of the way, put back afterwards."""
+    tables = AUDIT_TABLES[store.backend]
+    with store.begin() as conn:
+        if store.backend == "postgresql":
+            for table in tables:
+                conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            yield conn
+            for table in tables:
+                conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+            return
+        triggers = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
+        for name, _ in triggers:
+            conn.execute(text(f"DROP TRIGGER {name}"))
+        yield conn
+        for _, sql in triggers:
+            conn.exec_driver_sql(sql)
+
+
+def renumber(conn: Connection, *, after: int, by: int) -> None:
+    """Shift the sequence numbers of every event after ``after`` by ``by`` (in two steps: no key clash)."""
+    conn.execute(text(f"UPDATE {EVENT} SET seq = seq + {SHIFT} WHERE seq > :after"), {"after": after})
+    conn.execute(text(f"UPDATE {EVENT} SET seq = seq - {SHIFT} + :by WHERE seq > {SHIFT}"), {"by": by})
+
+
+def body_with(conn: Connection, seq: int, **changes: object) -> str:
+    """The body of event ``seq`` with some fields changed, serialised canonically (a clean edit)."""
+    fields = json.loads(conn.execute(text(f"SELECT body FROM {EVENT} WHERE seq = :s"), {"s": seq}).scalar_one())
+    fields.update(changes)
+    return canonical_json(fields)
+
+
+def hash_of(conn: Connection, seq: int) -> str:
+    return conn.execute(text(f"SELECT hash FROM {EVENT} WHERE seq = :s"), {"s": seq}).scalar_one()
+
+
+def rehash_from(conn: Connection, seq: int) -> None:
+    """Recompute every hash from ``seq`` on, as someone who rewrites the chain consistently would."""
+    prev = hash_of(conn, seq - 1) if seq > 1 else "0" * 64
+    rows = conn.execute(text(f"SELECT seq, body FROM {EVENT} WHERE seq >= :s ORDER BY seq"), {"s": seq}).all()
+    for number, body in rows:
+        digest = chain_hash(prev, number, body.encode())
+        conn.execute(
+            text(f"UPDATE {EVENT} SET prev_hash = :p, hash = :h WHERE seq = :s"),
+            {"p": prev, "h": digest, "s": number},
+        )
+        prev = digest
+
+
+def record(store: IntegrityStore, count: int, start: int = 1) -> None:
+    AuditLog(store).append_many(
+        [
+            AuditEvent(
+                event_type="task_instance.success",
+                actor=f"worker-{i % 3}@host",
+                dag_id="claims",
+                run_id=f"run-{i // 4}",
+                task_id=f"step_{i}",
+                business_key=f"claim-{i % 5}",
+                details={"step": i},
+            )
+            for i in range(start, start + count)
+        ]
+    )
+
+
+@pytest.fixture
+def trail(store: IntegrityStore) -> IntegrityStore:
+    record(store, 12)
+    assert verify(store).ok
+    return store
+
+
+def assert_caught(store: IntegrityStore, seq: int, reason: str, **kwargs: object) -> None:
+    result = verify(store, **kwargs)  # type: ignore[arg-type]
+    assert not result.ok
+    assert (result.first_bad_seq, result.reason) == (seq, reason), result.summary()
+    assert result.count == seq - 1
+
+
+def test_edited_field_is_a_hash_mismatch_at_that_event(trail: IntegrityStore) -> None:
+    with tampering(trail) as conn:
+        conn.execute(
+            text(f"UPDATE {EVENT} SET body = :b WHERE seq = 5"), {"b": body_with(conn, 5, actor="mallory")}
+        )
+    assert_caught(trail, 5, HASH_MISMATCH)
+
+
+def test_edited_and_rehashed_event_is_caught_by_the_next_link(trail: IntegrityStore) -> None:
+    with tampering(trail) as conn:
+        body = body_with(conn, 5, details={"step": 500})
+        digest = chain_hash(hash_of(conn, 4), 5, body.encode())
+        conn.execute(text(f"UPDATE {EVENT} SET body = :b, hash = :h WHERE seq = 5"), {"b": body, "h": digest})
+    assert_caught(trail, 5, HASH_MISMATCH)
+
+
+def test_deleted_event_is_a_gap(trail: IntegrityStore) -> None:
+    with tampering(trail) as conn:
+        conn.execute(text(f"DELETE FROM {EVENT} WHERE seq = 6"))
+    assert_caught(trail, 6, GAP)
+
+
+def test_deleted_event_with_later_events_renumbered_is_a_gap(trail: IntegrityStore) -> None:
+    with tampering(trail) as conn:
+        conn.execute(text(f"DELETE FROM {EVENT} WHERE seq = 6"))
+        renumber(conn, after=6, by=-1)
+    assert_caught(trail, 6, GAP)
+
+
+def test_forged_insert_with_a_valid_hash_is_named(trail: IntegrityStore) -> None:
+    with tampering(trail) as conn:
+        forged = body_with(conn, 4, event_id="00000000-0000-4000-8000-000000000000", actor="mallory")
+        renumber(conn, after=4, by=1)
+        prev = hash_of(conn, 4)
+        conn.execute(
+            text(f"INSERT INTO {EVENT} (seq, body, prev_hash, hash) VALUES (5, :b, :p, :h)"),
+            {"b": forged, "p": prev, "h": chain_hash(prev, 5, forged.encode())},
+        )
+    assert_caught(trail, 5, FORGED_INSERT)
+
+
+@pytest.mark.parametrize(("first", "second"), [(4, 7), (4, 5)])
+def test_swapped_events_are_a_reorder(trail: IntegrityStore, first: int, second: int) -> None:
+    with tampering(trail) as conn:
+        conn.execute(text(f"UPDATE {EVENT} SET seq = {SHIFT} WHERE seq = :a"), {"a": first})
+        conn.execute(text(f"UPDATE {EVENT} SET seq = :a WHERE seq = :b"), {"a": first, "b": second})
+        conn.execute(text(f"UPDATE {EVENT} SET seq = :b WHERE seq = {SHIFT}"), {"b": second})
+    assert_caught(trail, first, REORDER)
+
+
+def test_truncated_tail_before_a_signed_checkpoint(trail: IntegrityStore) -> None:
+    assert create_checkpoint(trail, KEY).seq == 12
+    with tampering(trail) as conn:
+        conn.execute(text(f"DELETE FROM {EVENT} WHERE seq >= 10"))
+    assert_caught(trail, 10, TRUNCATED, key=KEY)
+    assert_caught(trail, 10, TRUNCATED)
+
+
+def test_consistent_rewrite_is_caught_by_the_checkpoint_after_the_last_good_one(store: IntegrityStore) -> None:
+    # Checkpoints at seq 2 and 8; the attacker rewrites event 3 and re-hashes everything after it.
+    record(store, 2)
+    create_checkpoint(store, KEY)
+    record(store, 6, start=100)
+    create_checkpoint(store, KEY)
+    record(store, 4, start=200)
+    assert verify(store, key=KEY).ok
+    with tampering(store) as conn:
+        conn.execute(
+            text(f"UPDATE {EVENT} SET body = :b WHERE seq = 3"), {"b": body_with(conn, 3, actor="mallory")}
+        )
+        rehash_from(conn, 3)
+    assert_caught(store, 3, CHECKPOINT_MISMATCH, key=KEY)
+    assert_caught(store, 3, CHECKPOINT_MISMATCH)  # the head hash at seq 8 is not the one recorded either
+    # Updating the checkpoint's head hash too needs the key to re-sign it.
+    with tampering(store) as conn:
+        conn.execute(text(f"UPDATE {CHECKPOINT} SET head_hash = :h WHERE seq = 8"), {"h": hash_of(conn, 8)})
+    assert_caught(store, 3, CHECKPOINT_MISMATCH, key=KEY)
+    unkeyed = verify(store)
+    assert unkeyed.ok and "not checked" in " ".join(unkeyed.warnings)
+
+
+def test_rewrite_of_the_whole_chain_without_an_earlier_checkpoint_starts_at_one(trail: IntegrityStore) -> None:
+    create_checkpoint(trail, KEY)
+    with tampering(trail) as conn:
+        conn.execute(text(f"UPDATE {EVENT} SET body = :b WHERE seq = 1"), {"b": body_with(conn, 1, actor="x")})
+        rehash_from(conn, 1)
+    assert_caught(trail, 1, CHECKPOINT_MISMATCH, key=KEY)
+
+
+def test_searchable_copy_altered_after_its_generation_was_removed_is_a_field_mismatch(
+    trail: IntegrityStore,
+) -> None:
+    if trail.backend == "sqlite":
+        pytest.skip("SQLite filters on the hashed body itself: there is no derived copy to alter")
+    with tampering(trail) as conn:
+        conn.execute(text(f"ALTER TABLE {EVENT} ALTER COLUMN doc DROP EXPRESSION"))
+        # Hide event 7 from "everything about claim-2" without touching its hashed record.
+        conn.execute(
+            text(f"UPDATE {EVENT} SET doc = jsonb_set(doc, '{{business_key}}', '\"claim-99\"') WHERE seq = 7")
+        )
+    assert_caught(trail, 7, FIELD_MISMATCH)
+
+
+def test_disabled_triggers_are_reported_even_when_the_chain_is_intact(trail: IntegrityStore) -> None:
+    with trail.begin() as conn:
+        if trail.backend == "postgresql":
+            conn.execute(text(f"ALTER TABLE {EVENT} DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text(f"DROP TRIGGER {EVENT}_no_delete"))
+    result = verify(trail)
+    assert result.ok
+    assert any(EVENT in w and "trigger" in w for w in result.warnings)
