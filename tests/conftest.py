@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
@@ -14,6 +15,16 @@ os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_HOME / 'airflow.db'}"
+# dag.test() runs only DAGs it finds in a configured bundle: the example DAGs, and the test DAGs of
+# tests/dag_fixtures/ (small DAGs that exercise one operator each).
+_REPO = Path(__file__).resolve().parents[1]
+_LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {"name": "dags-folder", "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(_REPO / "dags")}},
+        {"name": "test-dags", "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(_REPO / "tests/dag_fixtures")}},
+    ]
+)
 for _name in list(os.environ):
     if _name.startswith(("AIRFLOW_CONN_", "AIRFLOW__INTEGRITY__")):
         del os.environ[_name]
