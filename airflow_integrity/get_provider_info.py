@@ -95,6 +95,25 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/var/spool/airflow-integrity",
                         "default": "",
                     },
+                    "checkpoint_key_conn_id": {
+                        "description": (
+                            "Connection whose password holds the key that signs audit checkpoints (an HMAC "
+                            "secret or an Ed25519 private key in PEM form). When set, the scheduler signs the "
+                            "head of the audit trail every checkpoint_interval seconds. Empty: checkpoints "
+                            "only on demand (`airflow integrity audit checkpoint`)."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "audit_signing_key",
+                        "default": "",
+                    },
+                    "checkpoint_interval": {
+                        "description": "Seconds between two periodic signed checkpoints of the audit trail.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "900",
+                        "default": "3600",
+                    },
                     "sqlite_busy_timeout": {
                         "description": "Seconds an SQLite writer waits for a lock held by another process.",
                         "version_added": "0.1.0",

@@ -31,6 +31,8 @@ class IntegritySettings:
     sqlite_busy_timeout: float
     audit_on_store_error: str
     spool_dir: Path
+    checkpoint_key_conn_id: str = ""
+    checkpoint_interval: float = 3600.0
 
 
 def load_settings() -> IntegritySettings:
@@ -45,6 +47,8 @@ def load_settings() -> IntegritySettings:
         sqlite_busy_timeout=conf.getfloat(SECTION, "sqlite_busy_timeout", fallback=60.0),
         audit_on_store_error=_policy(conf.get(SECTION, "audit_on_store_error", fallback="fail")),
         spool_dir=Path(spool).expanduser() if spool else airflow_home() / "integrity-spool",
+        checkpoint_key_conn_id=(conf.get(SECTION, "checkpoint_key_conn_id", fallback="") or "").strip(),
+        checkpoint_interval=conf.getfloat(SECTION, "checkpoint_interval", fallback=3600.0),
     )
 
 

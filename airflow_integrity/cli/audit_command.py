@@ -44,6 +44,11 @@ ARG_DAG_ID = Arg(("--dag-id",), help="Only events of this DAG")
 ARG_RUN_ID = Arg(("--run-id",), help="Only events of this DAG run")
 ARG_SINCE = Arg(("--since",), help="Only events recorded at or after this ISO-8601 time (UTC if no zone)")
 ARG_UNTIL = Arg(("--until",), help="Only events recorded before this ISO-8601 time (UTC if no zone)")
+ARG_KEYED_ONLY = Arg(
+    ("--keyed-only",),
+    help="With --business-key: only the events recorded with the key, not the other events of its runs",
+    action="store_true",
+)
 ARG_OUTPUT = Arg(("--output", "-o"), help="Write to this file instead of standard output")
 
 AUDIT_COMMANDS = (
@@ -65,6 +70,7 @@ AUDIT_COMMANDS = (
             ARG_RUN_ID,
             ARG_SINCE,
             ARG_UNTIL,
+            ARG_KEYED_ONLY,
             ARG_OUTPUT,
             ARG_KEY_CONN_ID,
         ),
@@ -94,28 +100,9 @@ def _store(args: argparse.Namespace) -> IntegrityStore:
 
 def load_key(conn_id: str) -> CheckpointKey:
     """The checkpoint key held by the Airflow connection ``conn_id`` (see the module docstring)."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow_integrity.hooks.audit_checkpoints import load_checkpoint_key
 
-    from airflow_integrity.store.checkpoints import CheckpointKey, CheckpointKeyError
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        raise CheckpointKeyError(
-            f"The checkpoint key connection {conn_id!r} is not defined. Create it with the key in its password "
-            f"(Admin > Connections, or AIRFLOW_CONN_{conn_id.upper()})."
-        ) from None
-    if not conn.password:
-        raise CheckpointKeyError(
-            f"The checkpoint key connection {conn_id!r} has no password: put the HMAC secret or the Ed25519 PEM "
-            "key in it."
-        )
-    key_id = (conn.extra_dejson or {}).get("key_id")
-    try:
-        return CheckpointKey.from_secret(conn.password, key_id=key_id)
-    except CheckpointKeyError as exc:
-        raise CheckpointKeyError(f"Connection {conn_id!r}: {exc}") from None
+    return load_checkpoint_key(conn_id)
 
 
 def _keys(args: argparse.Namespace) -> list[CheckpointKey]:
@@ -167,6 +154,7 @@ def export(args: argparse.Namespace) -> None:
                 since=args.since,
                 until=args.until,
                 key=keys,
+                with_runs=not getattr(args, "keyed_only", False),
             )
     except (StoreError, OSError) as exc:
         _fail(str(exc))

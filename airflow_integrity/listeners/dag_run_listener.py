@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from airflow.listeners import hookimpl
 
-from airflow_integrity.listeners.dispatch import run_isolated
+from airflow_integrity.listeners.dispatch import run_isolated, submit_isolated
 from airflow_integrity.listeners.request_user import current_user
 
 log = logging.getLogger(__name__)
+# A process looks whether a periodic checkpoint is due at most this often (the store decides if it is).
+_CHECK_EVERY = 30.0
+_last_check: float | None = None
+
+
+def _sign_checkpoint() -> None:
+    from airflow_integrity.hooks.audit_checkpoints import checkpoint_if_due
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    try:
+        checkpoint_if_due(IntegrityCheckHook().get_store())
+    except Exception:
+        log.exception("Periodic audit checkpoint not signed")
+
+
+def _checkpoint_if_due() -> None:
+    """When a run ends, sign a checkpoint in the background if one is due (``[integrity] checkpoint_*``)."""
+    global _last_check
+    from airflow_integrity.settings import load_settings
+
+    try:
+        if not load_settings().checkpoint_key_conn_id:
+            return
+    except Exception:
+        log.exception("Periodic audit checkpoints not configured")
+        return
+    now = time.monotonic()
+    if _last_check is not None and now - _last_check < _CHECK_EVERY:
+        return
+    _last_check = now
+    submit_isolated(_sign_checkpoint)
 
 
 def _record(event_type: str, dag_run: Any, msg: str | None) -> None:
@@ -47,9 +79,11 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
     """A DAG run succeeded, or was marked success."""
     _record("dag_run.success", dag_run, msg)
+    _checkpoint_if_due()
 
 
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     """A DAG run failed, or was marked failed."""
     _record("dag_run.failed", dag_run, msg)
+    _checkpoint_if_due()

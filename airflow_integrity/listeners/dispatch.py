@@ -34,3 +34,8 @@ def run_isolated(work: Callable[[], T], timeout: float = 120.0) -> T:
     if in_task_runner():
         return work()
     return _pool().submit(work).result(timeout=timeout)
+
+
+def submit_isolated(work: Callable[[], object]) -> None:
+    """Start ``work`` on the listener thread and return at once (for work nobody waits for)."""
+    _pool().submit(work)

@@ -61,6 +61,23 @@ def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dic
         log.exception("Audit event %s not recorded", event_type)
 
 
+def _record_approval(task_instance: Any) -> None:
+    """A human-in-the-loop task that got its response: record the signature before the state change."""
+    from airflow_integrity.audit import build_event
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+    from airflow_integrity.listeners.approvals import approval_event
+
+    try:
+        found = approval_event(getattr(task_instance, "task", None))
+        if found is None:
+            return
+        event_type, signer, details = found
+        event = build_event(event_type, task_instance=task_instance, details=details, user=signer)
+        run_isolated(lambda: IntegrityCheckHook().record_event(event))
+    except Exception:
+        log.exception("Audit of the human-in-the-loop response of %s not recorded", task_instance)
+
+
 @hookimpl
 def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
     """A task instance started running (worker)."""
@@ -70,6 +87,7 @@ def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
 @hookimpl
 def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
     """A task instance succeeded, or was marked success."""
+    _record_approval(task_instance)
     _record("task_instance.success", task_instance, previous_state)
 
 
@@ -79,6 +97,7 @@ def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any)
     state = _state(getattr(task_instance, "state", None))
     event_type = "task_instance.up_for_retry" if state == "up_for_retry" else "task_instance.failed"
     message = None if error is None else f"{type(error).__name__}: {error}"[:2000]
+    _record_approval(task_instance)
     _record(event_type, task_instance, previous_state, {"error": message})
 
 

@@ -8,6 +8,7 @@ from airflow.sdk.plugins_manager import AirflowPlugin
 
 from airflow_integrity.listeners import dag_run_listener, task_instance_listener
 from airflow_integrity.plugin.middleware import RequestUserMiddleware
+from airflow_integrity.plugin.task_end_watch import TaskEndWatchMiddleware
 
 URL_PREFIX = "/integrity"
 
@@ -18,7 +19,8 @@ class IntegrityPlugin(AirflowPlugin):
     name = "integrity"
     listeners = [task_instance_listener, dag_run_listener]
     fastapi_root_middlewares = [
-        {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"}
+        {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"},
+        {"middleware": TaskEndWatchMiddleware, "args": [], "kwargs": {}, "name": "integrity-task-end-watch"},
     ]
     external_views = [
         {

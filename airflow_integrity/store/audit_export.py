@@ -89,10 +89,12 @@ def iter_records(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     max_seq: int | None = None,
+    with_runs: bool = True,
 ) -> Iterator[tuple[int, AuditRecord | str]]:
     """Matching events in sequence order, as ``(seq, record)``; a body that is not an event's JSON is
-    yielded as its raw text. ``since`` is inclusive, ``until`` exclusive (times in UTC)."""
-    clauses, params = _filters(store.backend, business_key, dag_id, run_id, since, until)
+    yielded as its raw text. ``since`` is inclusive, ``until`` exclusive (times in UTC). With a business
+    key and ``with_runs``, the unkeyed events of the DAG runs that recorded the key are included too."""
+    clauses, params = _filters(store.backend, business_key, dag_id, run_id, since, until, with_runs)
     if max_seq is not None:
         clauses.append("e.seq <= :max_seq")
         params["max_seq"] = max_seq
@@ -119,6 +121,7 @@ def export(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     key: CheckpointKey | Sequence[CheckpointKey] | None = None,
+    with_runs: bool = True,
 ) -> ExportSummary:
     """Verify the chain, then write the matching events to ``out`` with the verification status.
 
@@ -126,12 +129,15 @@ def export(
         store: The integrity store.
         fmt: ``"jsonl"`` or ``"csv"``.
         out: A text stream (for CSV, open files with ``newline=""``).
-        business_key: Only events for this business key, across all DAGs and runs ("everything about claim 42").
+        business_key: Only events for this business key, across all DAGs and runs ("everything about claim 42"):
+            the events recorded with the key and, with ``with_runs``, the events without a business key of the runs
+            that recorded it (task states, approvals, the run's outcome).
         dag_id: Only events of this DAG.
         run_id: Only events of this DAG run.
         since: Only events recorded at or after this time (UTC when no time zone is given).
         until: Only events recorded before this time.
         key: Checkpoint key(s), so that the verification covers the checkpoint signatures.
+        with_runs: See ``business_key``.
     """
     if fmt not in FORMATS:
         raise AuditEventError(f"Export format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
@@ -156,6 +162,7 @@ def export(
         since=since,
         until=until,
         max_seq=result.head_seq if result.ok else None,
+        with_runs=with_runs,
     )
     writer = _write_jsonl if fmt == "jsonl" else _write_csv
     count = writer(out, rows, result, filters, trusted_below)
@@ -169,13 +176,28 @@ def _filters(
     run_id: str | None,
     since: datetime | str | None,
     until: datetime | str | None,
+    with_runs: bool = True,
 ) -> tuple[list[str], dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
-    for column, value in (("business_key", business_key), ("dag_id", dag_id), ("run_id", run_id)):
+    for column, value in (("dag_id", dag_id), ("run_id", run_id)):
         if value is not None:
             clauses.append(f"{field_sql(dialect, column)} = :{column}")
             params[column] = value
+    if business_key is not None:
+        params["business_key"] = business_key
+        keyed = f"{field_sql(dialect, 'business_key')} = :business_key"
+        if with_runs:
+            # The runs that touched the key: their events without a key of their own (task and run states,
+            # approvals) belong to its story too; events about other keys in a batch run do not.
+            same_run = " AND ".join(
+                f"{field_sql(dialect, name, 'k')} = {field_sql(dialect, name)}" for name in ("dag_id", "run_id")
+            )
+            keyed = (
+                f"({keyed} OR {field_sql(dialect, 'business_key')} IS NULL AND EXISTS (SELECT 1 FROM {EVENT} AS k "
+                f"WHERE {field_sql(dialect, 'business_key', 'k')} = :business_key AND {same_run}))"
+            )
+        clauses.append(keyed)
     if (start := to_timestamp(since, "since")) is not None:
         clauses.append(f"{field_sql(dialect, 'recorded_at')} >= :since")
         params["since"] = start

@@ -42,11 +42,11 @@ def message_sql(dialect: str) -> str:
     return "CAST(e.prev_hash || char(10) || CAST(e.seq AS TEXT) || char(10) || e.body AS BLOB)"
 
 
-def field_sql(dialect: str, name: str) -> str:
-    """SQL for the value of body field ``name`` of event row ``e`` (text, NULL when absent or null)."""
+def field_sql(dialect: str, name: str, alias: str = "e") -> str:
+    """SQL for the value of body field ``name`` of event row ``alias`` (text, NULL when absent or null)."""
     if dialect == "postgresql":
-        return f"(e.doc ->> '{name}')"
-    return f"json_extract(e.body, '$.{name}')"
+        return f"({alias}.doc ->> '{name}')"
+    return f"json_extract({alias}.body, '$.{name}')"
 
 
 def record_from_row(seq: int, body: str, prev_hash: str, hash_: str) -> AuditRecord:

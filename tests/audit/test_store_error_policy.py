@@ -50,3 +50,43 @@ def test_spool_policy_keeps_events_and_replays_them_in_order(store_url: str, tmp
 
     result = verify(IntegrityStore(StoreLocation.from_url(store_url)))
     assert result.ok and result.count == 6, result
+
+
+def test_fail_policy_stops_a_real_task_before_its_code_runs(
+    airflow_db, tmp_path: Path, monkeypatch, capfd
+) -> None:
+    from tests.dag_runs import load_fixture_dag
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
+    monkeypatch.setenv("INTEGRITY_TEST_EFFECT_DIR", str(tmp_path))
+    run = load_fixture_dag("audit_policy").test()
+    (ti,) = run.get_task_instances()
+    assert run.state == "failed" and ti.state == "failed"
+    assert not (tmp_path / "effect.txt").exists(), "the task ran unaudited"
+    output = capfd.readouterr()
+    message = next(line for line in (output.out + output.err).splitlines() if "could not be recorded" in line)
+    assert "connection 'integrity_default'" in message and "audit_on_store_error" in message
+
+
+def test_spool_policy_lets_a_real_task_run_and_its_events_arrive_later_in_order(
+    airflow_db, store_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    from airflow_integrity.store.audit_verify import verify
+    from tests.dag_runs import load_fixture_dag
+
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__AUDIT_ON_STORE_ERROR", "spool")
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__SPOOL_DIR", str(spool))
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
+    monkeypatch.setenv("INTEGRITY_TEST_EFFECT_DIR", str(tmp_path))
+    run = load_fixture_dag("audit_policy").test()
+    assert run.state == "success" and (tmp_path / "effect.txt").exists()
+    waiting = AuditSpool(spool).pending()
+    assert waiting >= 3  # task running and success, dag run success
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    assert IntegrityCheckHook().drain_spool() == waiting
+    kinds = [kind for kind, _ in _types(store_url)]
+    assert kinds.index("task_instance.running") < kinds.index("task_instance.success")
+    assert kinds[-1] == "dag_run.success"
+    assert verify(IntegrityStore(StoreLocation.from_url(store_url))).ok

@@ -116,3 +116,29 @@ def test_export_of_a_tampered_trail_says_so_and_flags_events_from_the_first_bad_
 def test_bad_export_arguments_are_explained(store: IntegrityStore, kwargs: dict, message: str) -> None:
     with pytest.raises(AuditEventError, match=message):
         export(store, out=io.StringIO(), **kwargs)
+
+
+def test_a_business_key_brings_the_unkeyed_events_of_its_runs(store: IntegrityStore) -> None:
+    run = {"dag_id": "claim_review", "run_id": "manual__1"}
+    other = {"dag_id": "claim_review", "run_id": "manual__2"}
+    events = [
+        AuditEvent("task_instance.running", "worker@h", task_id="receive", **run),
+        AuditEvent("claim.received", "worker@h", task_id="receive", business_key="claim-42", **run),
+        AuditEvent("claim.received", "worker@h", task_id="receive", business_key="claim-43", **run),
+        AuditEvent("approval.signed", "alice", task_id="approve", details={"meaning": "approval"}, **run),
+        AuditEvent("task_instance.running", "worker@h", task_id="receive", **other),
+        AuditEvent("dag_run.success", "scheduler@h", **run),
+    ]
+    AuditLog(store).append_many(events)
+    story = [(e["event_type"], e["business_key"]) for e in _jsonl(store, business_key="claim-42")[1:-1]]
+    # The run's own events come along; claim 43's event and the other run's events do not.
+    assert story == [
+        ("task_instance.running", None),
+        ("claim.received", "claim-42"),
+        ("approval.signed", None),
+        ("dag_run.success", None),
+    ]
+    out = io.StringIO()
+    export(store, "jsonl", out=out, business_key="claim-42", with_runs=False)
+    only_keyed = [json.loads(line) for line in out.getvalue().splitlines()][1:-1]
+    assert [e["event_type"] for e in only_keyed] == ["claim.received"]
