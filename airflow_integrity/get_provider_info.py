@@ -30,6 +30,38 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_integrity.hooks.integrity"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Integrity",
+                "python-modules": [
+                    "airflow_integrity.operators.idempotent",
+                    "airflow_integrity.operators.http",
+                    "airflow_integrity.operators.validate",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Integrity",
+                "python-modules": [
+                    "airflow_integrity.sensors.idempotency",
+                    "airflow_integrity.sensors.validated_data",
+                ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Integrity",
+                "python-modules": [
+                    "airflow_integrity.triggers.idempotency",
+                    "airflow_integrity.triggers.validated_data",
+                ],
+            }
+        ],
+        "task-decorators": [
+            {"name": "idempotent", "class-name": "airflow_integrity.decorators.idempotent.idempotent_task"},
+            {"name": "validated", "class-name": "airflow_integrity.decorators.validated.validated_task"},
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_integrity.hooks.integrity.IntegrityCheckHook",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
@@ -18,6 +18,10 @@ from airflow_integrity.store.audit import AuditEvent, AuditRecord
 from airflow_integrity.store.audit_chain import AuditLog
 from airflow_integrity.store.ledger import IdempotencyLedger
 from airflow_integrity.store.spool import AuditSpool
+
+if TYPE_CHECKING:
+    from airflow_integrity.hooks.validation import ValidationRun
+    from airflow_integrity.store.validation_results import StoredValidationResult
 
 
 class AuditUnavailableError(StoreUnavailableError):
@@ -147,3 +151,31 @@ class IntegrityCheckHook(BaseHook):
     def drain_spool(self) -> int:
         """Append every spooled audit event to the store, in order; return how many."""
         return AuditSpool(self._settings.spool_dir).drain(AuditLog(self.get_store()).append)
+
+    # -- data validation ---------------------------------------------------------------------------
+
+    def validate_data(self, data: Any, suite: Any, **options: Any) -> ValidationRun:
+        """Validate ``data`` against ``suite``, store the full result and record the audit event.
+
+        Args:
+            data: A DataFrame, list of records, dict of columns or JSON text (an upstream task's return value),
+                a ``pathlib.Path`` / ``ObjectStoragePath``, or an ``SqlSource``.
+            suite: Any suite reference (GX suite, list of expectations, suite dict, ``.json`` path, suite name).
+            options: ``source=`` (a :class:`~airflow_integrity.hooks.data_sources.DataSource`), ``label=``,
+                ``on_failure=``, ``business_key=``, ``collect_unexpected_rows=``, and the arguments of
+                :func:`airflow_integrity.validation.validate` (``expectation_parameters``, ``context_dir``, ...).
+
+        Returns:
+            The run; ``run.summary`` is compact and JSON-serialisable and names the stored full result by
+            ``result_id``. Nothing is raised for failed expectations: apply a policy with
+            :func:`airflow_integrity.hooks.validation.enforce`.
+        """
+        from airflow_integrity.hooks.validation import run_validation
+
+        return run_validation(self, data, suite, **options)
+
+    def get_validation_result(self, result_id: str) -> StoredValidationResult | None:
+        """The full result a validation summary names by ``result_id`` (``None`` if there is none)."""
+        from airflow_integrity.store import validation_results
+
+        return validation_results.get(self.get_store(), result_id)

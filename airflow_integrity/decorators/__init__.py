@@ -1,0 +1,1 @@
+"""TaskFlow decorators of airflow-integrity (registered as ``@task.<name>`` through the provider info)."""

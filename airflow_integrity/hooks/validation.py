@@ -1,0 +1,393 @@
+"""Validation for Airflow code: run a suite, keep the full result in the store, audit it, apply the policy.
+
+Every validation leaves three traces: the full GX result in the integrity store (table
+``integrity_validation_result``), one audit event (``validation.passed``, ``validation.warned`` when only
+``warning``/``info`` expectations failed, or ``validation.failed``) attributed to the running task, and a
+compact summary that names the stored result by ``result_id``. The event's details hold the suite's name and
+fingerprint, the data's fingerprint, the result id, ``success`` and the counts, never the data.
+
+The failure policies (``on_failure``) are shared by the operator, the TaskFlow decorator and the sensor:
+
+``fail``
+    a failed critical expectation fails the task (``AirflowFailException``, not retried), with the failures
+    described in the message;
+``warn``
+    the task succeeds; the failure is logged as a warning and recorded in store and audit trail;
+``quarantine``
+    rows rejected by row-level critical expectations are written, with a reasons column, to the quarantine
+    location; the good rows flow on. The task fails only when more than ``max_unexpected_fraction`` of the
+    rows are bad, or when a failed expectation judges the table rather than rows (removing rows cannot fix it).
+
+Expectations of severity ``warning`` (or ``info``) never fail a task under any policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from airflow_integrity.audit import build_event
+from airflow_integrity.hooks.data_sources import DataSource, storage_path
+from airflow_integrity.store import validation_results
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+    from airflow_integrity.validation.run import ValidationOutcome
+
+T = TypeVar("T")
+OnFailure = Literal["fail", "warn", "quarantine"]
+ON_FAILURE = ("fail", "warn", "quarantine")
+EVENT_TYPES = {"passed": "validation.passed", "warned": "validation.warned", "failed": "validation.failed"}
+QUARANTINE_EVENT = "validation.quarantined"
+QUARANTINE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+_IDENTITY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+
+
+@dataclass
+class ValidationRun:
+    """One stored and audited validation.
+
+    Args:
+        summary: The compact summary (GX statistics, failed expectations with samples, data and suite
+            fingerprints) plus ``status`` and ``result_id``; JSON-serialisable and bounded in size.
+        outcome: The validation layer's outcome (frame, full result, row positions for quarantine).
+    """
+
+    summary: dict[str, Any]
+    outcome: ValidationOutcome
+
+    @property
+    def result_id(self) -> str:
+        """The id of the full result in the integrity store."""
+        return str(self.summary["result_id"])
+
+    @property
+    def status(self) -> str:
+        """``passed``, ``warned`` or ``failed``."""
+        return str(self.summary["status"])
+
+    @property
+    def success(self) -> bool:
+        """Whether no critical expectation failed."""
+        return bool(self.summary["success"])
+
+    def describe(self) -> str:
+        """A readable account of the result for logs and exception messages."""
+        return f"{self.outcome.describe_failures()}\nFull result: validation result {self.result_id}."
+
+
+@dataclass
+class Handoff:
+    """What a policy lets flow on.
+
+    Args:
+        run: The validation.
+        good: The rows that flow on (quarantine only; all rows are good under the other policies).
+        quarantine: Account of the quarantine split and where the bad rows went (quarantine only).
+    """
+
+    run: ValidationRun
+    good: pd.DataFrame | None = None
+    quarantine: dict[str, Any] | None = None
+
+
+def validate_or_fail(action: Callable[[], T]) -> T:
+    """Run ``action``; a bad suite or bad data becomes ``AirflowFailException`` (retrying cannot help).
+
+    ``SourceUnavailableError`` (a database or endpoint that is down) passes through, so Airflow retries it.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_integrity.validation.errors import DataError, SuiteError
+
+    try:
+        return action()
+    except (SuiteError, DataError) as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def status_of(summary: Mapping[str, Any]) -> str:
+    """``failed`` if a critical expectation failed, ``warned`` if only others did, else ``passed``."""
+    if not summary["success"]:
+        return "failed"
+    return "warned" if any(summary.get("failed_by_severity", {}).values()) else "passed"
+
+
+def check_policy(on_failure: str, *, quarantine_path: Any, max_unexpected_fraction: float) -> None:
+    """Check policy arguments cheaply (usable in an operator's ``__init__``).
+
+    Raises:
+        ValueError: An unknown policy, quarantine without a location, or a fraction outside [0, 1].
+    """
+    if on_failure not in ON_FAILURE:
+        raise ValueError(f"on_failure={on_failure!r} is not one of {', '.join(ON_FAILURE)}.")
+    if on_failure == "quarantine" and not quarantine_path:
+        raise ValueError(
+            "on_failure='quarantine' needs quarantine_path=, a directory or file (local or object storage) "
+            "for the rejected rows."
+        )
+    if not 0.0 <= float(max_unexpected_fraction) <= 1.0:
+        raise ValueError(f"max_unexpected_fraction={max_unexpected_fraction!r} must be between 0 and 1.")
+
+
+def run_validation(
+    hook: IntegrityCheckHook,
+    data: Any,
+    suite: Any,
+    *,
+    source: DataSource | None = None,
+    label: str = "data",
+    on_failure: str = "fail",
+    collect_unexpected_rows: bool = False,
+    business_key: str | None = None,
+    task_instance: Any = None,
+    **options: Any,
+) -> ValidationRun:
+    """Validate, store the full result and record the audit event.
+
+    Args:
+        hook: The integrity hook (store and audit trail).
+        data: The data (ignored when ``source`` is given): a DataFrame, records, JSON, a path, an ``SqlSource``.
+        suite: Any suite reference.
+        source: A file, SQL or HTTP source to load the data from.
+        label: How errors name in-memory data, e.g. ``"return value of task 'register'"``.
+        on_failure: The policy, recorded in the audit event.
+        collect_unexpected_rows: Keep rejected row positions (needed for quarantine).
+        business_key: Business key of the audit event, e.g. ``"intake-2024-06-01"``.
+        task_instance: The task instance the event is attributed to (default: the running task).
+        options: Further arguments of :func:`airflow_integrity.validation.validate` (``expectation_parameters``,
+            ``context_dir``, ``allow_empty``, ``samples``, ...).
+
+    Raises:
+        SuiteError, DataError: Bad suite or data (not retryable). SourceUnavailableError: the source is down.
+        AuditUnavailableError: The store cannot record the event and the policy forbids running unaudited.
+    """
+    from airflow_integrity.validation.run import validate
+
+    if source is not None:
+        data = source.load()
+        if source.kind == "path":
+            options.setdefault("file_format", source.file_format)
+            options.setdefault("read_options", source.read_options)
+            label = "data"  # the validation names the file itself
+        else:
+            label = source.label()
+    outcome = validate(data, suite, collect_unexpected_rows=collect_unexpected_rows, label=label, **options)
+    status = status_of(outcome.summary)
+    result_id = str(uuid.uuid4())
+    summary = {**outcome.summary, "status": status, "result_id": result_id}
+    stats = summary["statistics"]
+    event = build_event(
+        EVENT_TYPES[status],
+        task_instance=task_instance,
+        business_key=business_key,
+        details={
+            "suite": summary["suite"]["name"],
+            "suite_fingerprint": summary["suite"]["fingerprint"],
+            "data_fingerprint": summary["data"].get("fingerprint"),
+            "data_kind": summary["data"].get("kind"),
+            "rows": summary["data"].get("rows"),
+            "result_id": result_id,
+            "success": summary["success"],
+            "on_failure": on_failure,
+            "evaluated_expectations": stats.get("evaluated_expectations"),
+            "unsuccessful_expectations": stats.get("unsuccessful_expectations"),
+            "failed_by_severity": summary["failed_by_severity"],
+        },
+    )
+    validation_results.save(
+        hook.get_store(),
+        summary=summary,
+        full_result=outcome.full_result,
+        status=status,
+        identity={key: getattr(event, key) for key in _IDENTITY},
+        result_id=result_id,
+    )
+    hook.record_event(event)
+    return ValidationRun(summary=summary, outcome=outcome)
+
+
+def enforce(
+    hook: IntegrityCheckHook,
+    run: ValidationRun,
+    *,
+    on_failure: str,
+    quarantine_path: Any = None,
+    quarantine_format: str | None = None,
+    max_unexpected_fraction: float = 0.0,
+    quarantine_warnings: bool = False,
+    business_key: str | None = None,
+    task_instance: Any = None,
+) -> Handoff:
+    """Apply ``on_failure`` to a validation: log it, and fail, warn or quarantine.
+
+    Raises:
+        AirflowFailException: ``fail`` and a critical expectation failed; ``quarantine`` and too many rows are
+            bad, or a table-level critical expectation failed.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    log = hook.log
+    if run.status == "passed":
+        log.info("Validation passed: %s", run.describe().splitlines()[0])
+    elif run.status == "warned":
+        log.warning("Validation passed with warnings (they never fail the task):\n%s", run.describe())
+    if on_failure == "quarantine":
+        return _quarantine(
+            hook,
+            run,
+            quarantine_path=quarantine_path,
+            quarantine_format=quarantine_format,
+            max_unexpected_fraction=max_unexpected_fraction,
+            include_warnings=quarantine_warnings,
+            business_key=business_key,
+            task_instance=task_instance,
+        )
+    if run.success:
+        return Handoff(run=run)
+    if on_failure == "warn":
+        log.warning(
+            "VALIDATION FAILED; on_failure='warn' lets the task succeed. Recorded in the integrity store and "
+            "the audit trail:\n%s",
+            run.describe(),
+        )
+        return Handoff(run=run)
+    raise AirflowFailException(f"Validation failed.\n{run.describe()}")
+
+
+def _quarantine(
+    hook: IntegrityCheckHook,
+    run: ValidationRun,
+    *,
+    quarantine_path: Any,
+    quarantine_format: str | None,
+    max_unexpected_fraction: float,
+    include_warnings: bool,
+    business_key: str | None,
+    task_instance: Any,
+) -> Handoff:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_integrity.validation.quarantine import split_rows
+
+    split = split_rows(run.outcome, include_warnings=include_warnings)
+    account: dict[str, Any] = {**split.summary(), "path": None}
+    if len(split.bad):
+        target = quarantine_target(quarantine_path, quarantine_format, _file_stem(run))
+        payload = frame_bytes(split.bad, _format_of(target, quarantine_format))
+        _write(target, payload)
+        account["path"] = str(target)
+        from airflow_integrity.store.audit import fingerprint
+
+        hook.record_event(
+            build_event(
+                QUARANTINE_EVENT,
+                task_instance=task_instance,
+                business_key=business_key,
+                details={
+                    "result_id": run.result_id,
+                    "location": str(target),
+                    "file_fingerprint": fingerprint(payload),
+                    "bad_rows": len(split.bad),
+                    "good_rows": len(split.good),
+                    "bad_fraction": split.bad_fraction,
+                },
+            )
+        )
+        hook.log.warning(
+            "Quarantined %d of %d rows to %s; %d rows flow on.\n%s",
+            len(split.bad),
+            split.total_rows,
+            target,
+            len(split.good),
+            run.describe(),
+        )
+    if split.unsplittable:
+        checks = ", ".join(f"#{f['index']} {f['type']}" for f in split.unsplittable[:5])
+        raise AirflowFailException(
+            f"Validation failed on expectations that judge the data as a whole ({checks}); quarantining rows "
+            f"cannot fix that.\n{run.describe()}"
+        )
+    if split.bad_fraction > max_unexpected_fraction:
+        raise AirflowFailException(
+            f"{len(split.bad)} of {split.total_rows} rows ({split.bad_fraction:.1%}) failed validation, more than "
+            f"max_unexpected_fraction={max_unexpected_fraction}; they are in {account['path']}.\n{run.describe()}"
+        )
+    return Handoff(run=run, good=split.good, quarantine=account)
+
+
+def _file_stem(run: ValidationRun) -> str:
+    from airflow_integrity.identity import task_instance_identity
+
+    try:
+        from airflow.sdk import get_current_context
+
+        identity = task_instance_identity(get_current_context()["ti"])
+    except Exception:  # outside a running task
+        identity = {}
+    parts = [identity.get("dag_id"), identity.get("task_id"), identity.get("run_id")]
+    if not all(parts):
+        return f"validation-{run.result_id}"
+    map_index = identity.get("map_index")
+    if map_index is not None and map_index >= 0:
+        parts.append(f"map{identity['map_index']}")
+    parts.append(f"try{identity.get('try_number')}")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(str(p) for p in parts))
+
+
+def _format_of(target: Any, requested: str | None) -> str:
+    suffix = Path(str(getattr(target, "name", target))).suffix.lower()
+    fmt = QUARANTINE_FORMATS.get(suffix) or (requested or "csv").lower()
+    if fmt not in ("csv", "parquet", "jsonl"):
+        raise ValueError(f"quarantine_format={requested!r} is not one of csv, parquet, jsonl.")
+    return fmt
+
+
+def quarantine_target(location: Any, file_format: str | None, stem: str) -> Any:
+    """The quarantine file: ``location`` itself when it names a file (a known suffix), else a file in it."""
+    text = str(location)
+    target = (
+        storage_path(text, conn_id=getattr(location, "conn_id", None)) if isinstance(location, str) else location
+    )
+    if Path(text).suffix.lower() in QUARANTINE_FORMATS:
+        return target
+    return target / f"{stem}.{_format_of(stem, file_format)}"
+
+
+def frame_bytes(frame: pd.DataFrame, file_format: str) -> bytes:
+    """Serialise rows as ``csv``, ``jsonl`` or ``parquet`` (the latter needs pyarrow)."""
+    if file_format == "csv":
+        return frame.to_csv(index=False).encode()
+    if file_format == "jsonl":
+        return frame.to_json(orient="records", lines=True, date_format="iso").encode()
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except ImportError as exc:
+        raise ValueError(
+            f"Writing quarantined rows as Parquet needs pyarrow on the workers ({exc}); install it or use "
+            "quarantine_format='csv'."
+        ) from None
+    return buffer.getvalue()
+
+
+def _write(target: Any, payload: bytes) -> None:
+    with contextlib.suppress(FileExistsError, NotImplementedError):  # object stores without directories
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as handle:
+        handle.write(payload)
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-compatible records (NaN as ``None``, timestamps as ISO text), for XCom."""
+    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return records

@@ -1,0 +1,130 @@
+"""``IdempotentHttpOperator``: an HTTP call whose effect happens once per business key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.http.operators.http import HttpOperator
+
+from airflow_integrity.hooks.idempotency import DEFAULT_LEASE_SECONDS, IdempotencyClaim
+from airflow_integrity.operators._idempotency import (
+    IDEMPOTENCY_TEMPLATE_FIELDS,
+    IdempotencyMixin,
+    default_deferrable,
+)
+from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from requests import Response
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+DEFAULT_STORED_HEADERS = ("Content-Type", "Location", IDEMPOTENCY_HEADER)
+
+
+def summarize_response(response: Response, stored_headers: Sequence[str]) -> dict[str, Any]:
+    """The JSON-serialisable record of a response that is stored and replayed.
+
+    Args:
+        response: The HTTP response.
+        stored_headers: Response headers to keep (case-insensitive; absent ones are left out).
+
+    Returns:
+        ``{"status_code", "reason", "headers", "json"}`` when the body is JSON, else ``"text"`` instead of
+        ``"json"``.
+    """
+    summary: dict[str, Any] = {
+        "status_code": response.status_code,
+        "reason": response.reason,
+        "headers": {name: response.headers[name] for name in stored_headers if name in response.headers},
+    }
+    try:
+        summary["json"] = response.json()
+    except (ValueError, json.JSONDecodeError):
+        summary["text"] = response.text
+    return summary
+
+
+class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
+    """Call an HTTP endpoint at most once per idempotency key and replay the stored response afterwards.
+
+    The key travels in the ``Idempotency-Key`` request header, so an API that honours it deduplicates the
+    one window this operator cannot close alone: a worker that dies after the API acted but before the
+    response was recorded. The retry then sends the same key again and the API answers with its first result.
+    The response (status, chosen headers, JSON or text body) becomes the task's return value and is replayed
+    to every later attempt without calling the API again. The request always runs on the worker, under the
+    key's lease; ``deferrable`` only decides how the task waits while another attempt holds the key.
+
+    Args:
+        key: The business idempotency key (templated), for example ``"claim-{{ params.claim_id }}"``.
+        namespace: The key's namespace (templated).
+        lease_seconds: How long a claim stays live without a heartbeat (renewed every third of it).
+        fingerprint_inputs: Values that define the effect (templated); default: method, endpoint and data.
+        business_key: Business key of the audit events (templated; default: the key).
+        integrity_conn_id: Connection of the integrity store (default: ``[integrity] conn_id``).
+        idempotency_header: Request header that carries the key.
+        stored_headers: Response headers kept in the stored result.
+        deferrable: Wait for another holder in the triggerer instead of in the worker.
+        poll_interval: Seconds between looks at the ledger while deferred.
+        max_wait: Longest wait for another holder, in seconds, before this try fails (retryably).
+        kwargs: Arguments of ``HttpOperator`` (``http_conn_id``, ``endpoint``, ``method``, ``data``,
+            ``headers``, ``response_check``, ``response_filter`` - whose value, then, is the stored result and
+            must be JSON-serialisable - ...).
+    """
+
+    template_fields: Sequence[str] = (*HttpOperator.template_fields, *IDEMPOTENCY_TEMPLATE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        fingerprint_inputs: Any = None,
+        business_key: str | None = None,
+        integrity_conn_id: str | None = None,
+        idempotency_header: str = IDEMPOTENCY_HEADER,
+        stored_headers: Sequence[str] = DEFAULT_STORED_HEADERS,
+        deferrable: bool | None = None,
+        poll_interval: float = 5.0,
+        max_wait: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        deferrable = default_deferrable() if deferrable is None else deferrable
+        super().__init__(deferrable=False, **kwargs)
+        self._init_idempotency(
+            key=key,
+            namespace=namespace,
+            lease_seconds=lease_seconds,
+            fingerprint_inputs=fingerprint_inputs,
+            business_key=business_key,
+            integrity_conn_id=integrity_conn_id,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            max_wait=max_wait,
+        )
+        self.idempotency_header = idempotency_header
+        self.stored_headers = tuple(stored_headers)
+
+    def execute(self, context: Context) -> Any:
+        """Claim the key, then call the endpoint, replay the stored response, wait, or refuse."""
+        inputs = {"method": (self.method or "").upper(), "endpoint": self.endpoint, "data": self.data}
+        return self.run_guarded(context, inputs, lambda claim: self._call(context, claim))
+
+    def _call(self, context: Context, claim: IdempotencyClaim) -> Any:
+        headers = {**self.headers, self.idempotency_header: claim.key}
+        hook = self.hook
+        self.log.info("Calling %s %s with %s: %s", self.method, self.endpoint, self.idempotency_header, claim.key)
+        if self.retry_args:
+            response = hook.run_with_advanced_retry(
+                self.retry_args, self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs
+            )
+        else:
+            response = hook.run(self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs)
+        if self.response_check or self.response_filter:
+            processed = self.process_response(context=context, response=response)
+            if self.response_filter:
+                return processed
+        return summarize_response(response, self.stored_headers)

@@ -1,0 +1,148 @@
+"""Full validation results in the integrity store: written once, read back by the id a summary carries.
+
+A summary (small, in XCom and in the audit event) names its full result by ``result_id``; the full result
+(every expectation's GX result) lives only here. Rows cannot be changed or deleted (database triggers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import text
+
+from airflow_integrity.store.errors import StoreError
+from airflow_integrity.store.store import IntegrityStore
+
+TABLE = "integrity_validation_result"
+STATUSES = ("passed", "warned", "failed")
+_COLUMNS = (
+    "result_id, created_at, status, success, suite_name, suite_fingerprint, data_fingerprint, dag_id, run_id, "
+    "task_id, map_index, try_number, summary, full_result, full_result_sha256"
+)
+_IDENTITY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+
+
+@dataclass(frozen=True)
+class StoredValidationResult:
+    """One stored validation.
+
+    Args:
+        result_id: The id the summary and the audit event name.
+        created_at: When it was stored (UTC).
+        status: ``passed``, ``warned`` (only warning/info expectations failed) or ``failed``.
+        success: Whether no critical expectation failed.
+        suite_name: The suite's name.
+        suite_fingerprint: ``sha256:`` of the suite's expectations.
+        data_fingerprint: ``sha256:`` of the data (or of the query, for SQL validated in the database).
+        identity: The task instance that ran it (``dag_id``, ``run_id``, ``task_id``, ``map_index``,
+            ``try_number``), empty outside a task.
+        summary: The compact summary.
+        full_result: GX's complete result as a JSON dict.
+    """
+
+    result_id: str
+    created_at: datetime
+    status: str
+    success: bool
+    suite_name: str
+    suite_fingerprint: str
+    data_fingerprint: str | None
+    identity: dict[str, Any]
+    summary: dict[str, Any]
+    full_result: dict[str, Any]
+
+
+def _json(value: Any) -> str:
+    # Text, not a JSON column: GX results may hold NaN (e.g. the mean of no values), which Python's JSON keeps.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def save(
+    store: IntegrityStore,
+    *,
+    summary: Mapping[str, Any],
+    full_result: Mapping[str, Any],
+    status: str,
+    identity: Mapping[str, Any] | None = None,
+    result_id: str | None = None,
+) -> str:
+    """Store a validation's summary and full result; return its ``result_id``.
+
+    Args:
+        store: A migrated integrity store.
+        summary: The compact summary (``success``, ``suite``, ``data`` with ``fingerprint``).
+        full_result: GX's complete result as a JSON dict.
+        status: ``passed``, ``warned`` or ``failed``.
+        identity: The task instance's ``dag_id``, ``run_id``, ``task_id``, ``map_index``, ``try_number``.
+        result_id: A UUID to store it under (generated when omitted).
+
+    Raises:
+        StoreError: An unknown status.
+        StoreUnavailableError: The store cannot be reached.
+    """
+    if status not in STATUSES:
+        raise StoreError(f"Validation status {status!r} is not one of {', '.join(STATUSES)}.")
+    result_id = result_id or str(uuid.uuid4())
+    full_text = _json(full_result)
+    who = {key: (identity or {}).get(key) for key in _IDENTITY}
+    suite = summary.get("suite") or {}
+    row = {
+        "result_id": result_id,
+        "created_at": datetime.now(timezone.utc),
+        "status": status,
+        "success": bool(summary.get("success")),
+        "suite_name": str(suite.get("name", ""))[:250],
+        "suite_fingerprint": str(suite.get("fingerprint", "")),
+        "data_fingerprint": (summary.get("data") or {}).get("fingerprint"),
+        **who,
+        "summary": _json(summary),
+        "full_result": full_text,
+        "full_result_sha256": hashlib.sha256(full_text.encode()).hexdigest(),
+    }
+    placeholders = ", ".join(f":{name.strip()}" for name in _COLUMNS.split(","))
+    with store.begin() as conn:
+        conn.execute(text(f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({placeholders})"), row)
+    return result_id
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite returns the stored text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def get(store: IntegrityStore, result_id: str) -> StoredValidationResult | None:
+    """The stored validation ``result_id``, or ``None`` when there is none.
+
+    Raises:
+        StoreError: The stored full result does not match its recorded SHA-256 (altered outside the store).
+    """
+    with store.read() as conn:
+        row = conn.execute(
+            text(f"SELECT {_COLUMNS} FROM {TABLE} WHERE result_id = :id"), {"id": result_id}
+        ).first()
+    if row is None:
+        return None
+    if hashlib.sha256(row.full_result.encode()).hexdigest() != row.full_result_sha256:
+        raise StoreError(
+            f"Validation result {result_id}: the stored full result does not match its SHA-256; it was altered "
+            "outside airflow-integrity. Check the database's access log."
+        )
+    return StoredValidationResult(
+        result_id=row.result_id,
+        created_at=_aware(row.created_at),
+        status=row.status,
+        success=bool(row.success),
+        suite_name=row.suite_name,
+        suite_fingerprint=row.suite_fingerprint,
+        data_fingerprint=row.data_fingerprint,
+        identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
+        summary=json.loads(row.summary),
+        full_result=json.loads(row.full_result),
+    )

@@ -1,0 +1,1 @@
+"""Triggers of airflow-integrity (run in the Airflow triggerer)."""

@@ -1,0 +1,60 @@
+"""The patient-intake example: bad records are quarantined with reasons, good ones flow on, all is recorded."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.validation.quarantine import REASONS_COLUMN
+from tests.dag_runs import load_example_dag
+from tests.hooks.validation_helpers import events
+
+pytestmark = pytest.mark.integration
+
+
+def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(airflow_db, tmp_path, monkeypatch) -> None:
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    store_url = f"sqlite:///{tmp_path / 'integrity.db'}"
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    quarantine = tmp_path / "quarantine"
+    run = load_example_dag("patient_intake").test(run_conf={"quarantine_dir": str(quarantine)})
+
+    assert run.state == DagRunState.SUCCESS
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert {ti.state for ti in tis.values()} == {TaskInstanceState.SUCCESS}
+
+    files = {path.name.split("__")[1]: pd.read_csv(path) for path in quarantine.iterdir()}
+    assert set(files) == {"validate_registrations", "validate_coverage"}
+    registrations = files["validate_registrations"]
+    assert registrations["mrn"].tolist() == ["MRN-100003"]
+    assert registrations[REASONS_COLUMN].tolist() == ["#3 expect_column_values_to_not_be_null on date_of_birth"]
+    coverage = files["validate_coverage"]
+    assert coverage["mrn"].tolist() == ["MRN-100002"]
+    assert coverage[REASONS_COLUMN].tolist() == ["#0 expect_column_values_to_be_in_set on coverage"]
+
+    # Only good rows reached each next step; the warning (no email) did not stop MRN-100004.
+    insured = tis["verify_insurance"].xcom_pull(task_ids="verify_insurance")
+    assert [row["mrn"] for row in insured] == ["MRN-100001", "MRN-100002", "MRN-100004"]
+    history = tis["record_medical_history"].xcom_pull(task_ids="record_medical_history")
+    assert history == ["MRN-100001", "MRN-100004"]
+
+    hook = IntegrityCheckHook()
+    for task_id, suite in (
+        ("validate_registrations", "patient_registration"),
+        ("validate_coverage", "insurance_coverage"),
+    ):
+        summary = tis[task_id].xcom_pull(task_ids=task_id)["summary"]
+        stored = hook.get_validation_result(summary["result_id"])
+        assert stored is not None and stored.suite_name == suite and stored.status == "failed"
+        assert stored.identity["task_id"] == task_id and len(stored.full_result["results"]) > 0
+
+    recorded = [e for e in events(store_url) if e.event_type.startswith("validation.")]
+    assert [(e.task_id, e.event_type) for e in recorded] == [
+        ("validate_registrations", "validation.failed"),
+        ("validate_registrations", "validation.quarantined"),
+        ("validate_coverage", "validation.failed"),
+        ("validate_coverage", "validation.quarantined"),
+    ]
+    assert {e.business_key for e in recorded} == {f"intake-{run.run_id}"}
