@@ -1,5 +1,8 @@
 """``airflow integrity ledger ...`` commands: show a key with its full history, release a key.
 
+Both are audited: ``idempotency.inspected`` and ``idempotency.released`` events name the person (``--user``,
+else the operating-system login) and the reason, under the key as business key.
+
 Only argument definitions are evaluated when the CLI parser is built; each command's code imports the
 hook and the ledger when it runs.
 """
@@ -30,13 +33,15 @@ _ARG_JSON = Arg(("--json",), help="Print the entry and its history as JSON", act
 _ARG_RESULT = Arg(("--result",), help="Also print the stored result", action="store_true")
 _ARG_REASON = Arg(("--reason",), help="Why the key is released (recorded)", required=True)
 _ARG_USER = Arg(("--user",), help="Who releases the key (recorded; default: the OS login)", default=None)
+_ARG_SHOW_REASON = Arg(("--reason",), help="Why the key is looked at (recorded in the audit trail)", default=None)
+_ARG_SHOW_USER = Arg(("--user",), help="Who looks at the key (recorded; default: the OS login)", default=None)
 
 LEDGER_COMMANDS = (
     ActionCommand(
         name="show",
         help="Show an idempotency key: its state, holder, fencing token, result digest and full history",
         func=lazy_load_command("airflow_integrity.cli.ledger_command.show"),
-        args=(_ARG_KEY, _ARG_NAMESPACE, _ARG_JSON, _ARG_RESULT, _ARG_CONN_ID),
+        args=(_ARG_KEY, _ARG_NAMESPACE, _ARG_JSON, _ARG_RESULT, _ARG_SHOW_REASON, _ARG_SHOW_USER, _ARG_CONN_ID),
     ),
     ActionCommand(
         name="release",
@@ -56,6 +61,23 @@ def _ledger(args: argparse.Namespace) -> IdempotencyLedger:
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     store = IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None)).get_store()
     return IdempotencyLedger(store, namespace=getattr(args, "namespace", None) or "default")
+
+
+def _audit(args: argparse.Namespace, event: str, details: dict[str, Any]) -> None:
+    """Record ``idempotency.<event>`` with the person as actor (policy ``audit_on_store_error`` applies)."""
+    from airflow_integrity.audit import build_event
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    who = person(args)
+    hook = IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None))
+    hook.record_event(
+        build_event(
+            f"idempotency.{event}",
+            business_key=args.key,
+            details={**details, "person": who, "via": "airflow integrity ledger"},
+            user=who,
+        )
+    )
 
 
 def _fail(exc: Exception) -> SystemExit:
@@ -146,6 +168,17 @@ def show(args: argparse.Namespace) -> None:
                 )
             history = ledger.history(args.key)
             result = ledger.load_result(entry) if args.result and entry.result_sha256 else None
+        _audit(
+            args,
+            "inspected",
+            {
+                "namespace": entry.namespace,
+                "key": entry.key,
+                "state": entry.state.value,
+                "with_result": bool(getattr(args, "result", False)),
+                "reason": getattr(args, "reason", None),
+            },
+        )
     except StoreError as exc:
         raise _fail(exc) from None
     if args.json:
@@ -177,6 +210,15 @@ def release(args: argparse.Namespace) -> None:
         done = release_key(args)
     except StoreError as exc:
         raise _fail(exc) from None
+    try:
+        _audit(args, done.event, done.audit_details())
+    except StoreError as exc:
+        print(
+            f"error: idempotency key {done.key!r} was released (the ledger's history records it), but the audit "
+            f"event could not be recorded: {exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
     print(
         f"Released idempotency key {done.key!r} (namespace {done.namespace!r}): it was {done.previous_state} "
         f"with fencing token {done.fencing_token}; the next claim runs the work again. Recorded: "

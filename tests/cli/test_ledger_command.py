@@ -12,6 +12,7 @@ from airflow_integrity.cli import ledger_command
 from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
 from airflow_integrity.store.ledger_types import ClaimStatus
+from tests.operators.support import idempotency_events
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,9 @@ def test_show_can_print_the_stored_result(ledger: IdempotencyLedger, capsys) -> 
     assert "inline" in out
 
 
-def test_release_records_the_person_and_reason_and_reopens_the_key(ledger: IdempotencyLedger, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_release_records_the_person_and_reason_and_reopens_the_key(
+    ledger: IdempotencyLedger, store_conn_env: str, capsys
+) -> None:  # type: ignore[no-untyped-def]
     _completed(ledger)
     args = _parser().parse_args(
         [
@@ -101,6 +104,28 @@ def test_release_records_the_person_and_reason_and_reopens_the_key(ledger: Idemp
     assert again.lease is not None and again.lease.fencing_token == 2
     released = [h for h in ledger.history("claim-42") if h.event == "released"]
     assert [(h.person, h.reason) for h in released] == [("j.doe", "refund issued, pay again")]
+    # The release is on the audit trail too, attributed to the person, with the reason.
+    (event,) = [e for e in idempotency_events(store_conn_env, "claim-42") if e["event"] == "released"]
+    assert event["actor"] == "j.doe"
+    assert event["details"]["reason"] == "refund issued, pay again"
+    assert event["details"]["previous_state"] == "completed" and event["details"]["namespace"] == "payments"
+
+
+def test_show_is_audited_with_the_person_and_the_reason(
+    ledger: IdempotencyLedger, store_conn_env: str, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    _completed(ledger)
+    args = _parser().parse_args(
+        ["show", "claim-42", "--namespace", "payments", "--result", "--user", "qa.lead", "--reason", "CAPA-17"]
+    )
+    args.func(args)
+    assert "PAY-9" in capsys.readouterr().out
+    (event,) = [e for e in idempotency_events(store_conn_env, "claim-42") if e["event"] == "inspected"]
+    assert event["actor"] == "qa.lead"
+    assert event["details"]["reason"] == "CAPA-17"
+    assert event["details"]["with_result"] is True and event["details"]["state"] == "completed"
+    # What was shown stays out of the trail: only facts about the key.
+    assert "PAY-9" not in json.dumps(event["details"])
 
 
 def test_release_without_user_records_the_os_login(ledger: IdempotencyLedger) -> None:
