@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_integrity.hooks.data_sources import DataSource, source_from_arguments
 from airflow_integrity.validation.suite_refs import check_suite_reference, is_gx_object
