@@ -74,7 +74,8 @@ def test_approvals_killed_tasks_and_the_claims_story_are_on_a_verifiable_trail(
         "AIRFLOW_CONN_AUDIT_SIGNING_KEY": json.dumps({"conn_type": "generic", "password": SIGNING_SECRET}),
         "AIRFLOW__INTEGRITY__CHECKPOINT_KEY_CONN_ID": "audit_signing_key",
         "AIRFLOW__INTEGRITY__CHECKPOINT_INTERVAL": "0",
-        # A killed try that will be retried is failed by the scheduler once its heartbeat is missing.
+        # A killed try that will be retried is failed by the scheduler: at once when the executor reports the
+        # workload ended while the task is still running, at the latest when its heartbeat is missing.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
         "INTEGRITY_E2E_DIR": str(shared),

@@ -18,6 +18,7 @@ def idempotency_events(url: str, business_key: str) -> list[dict[str, Any]]:
                 "event": record.event_type.removeprefix("idempotency."),
                 "run_id": record.run_id,
                 "task_id": record.task_id,
+                "try_number": record.try_number,
                 "actor": record.actor,
                 "details": record.details,
             }

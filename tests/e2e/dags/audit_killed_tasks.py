@@ -1,6 +1,7 @@
 """Two tasks whose process the end-to-end test kills with SIGKILL mid-run.
 
-``killed_then_retried`` has a retry: its first try is killed, the scheduler fails it for the lost heartbeat
+``killed_then_retried`` has a retry: its first try is killed, the scheduler fails it (the
+executor reports the workload over while the task is still running)
 and the second try succeeds. ``killed_for_good`` has none: its supervisor reports the failure. Each try
 writes its process id to ``$INTEGRITY_E2E_DIR/<task>.<try>.pid`` and waits to be killed.
 """
