@@ -20,6 +20,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The benchmarks of bench/RESULTS.md; each runs its baseline in the same run, interleaved with the subject.
+bench: $(STAMP)
+	$(BIN)/python bench/parse_time.py
+	$(BIN)/python bench/validation_overhead.py
+	$(BIN)/python bench/ledger_claim.py
+	$(BIN)/python bench/audit_append.py
+	$(BIN)/python bench/audit_verify.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import DecoratedOperator, task_decorator_factory
 from airflow.providers.standard.operators.python import PythonOperator
 
-from airflow_integrity.hooks.validation import check_policy
+from airflow_integrity.hooks.validation_policy import check_policy
 from airflow_integrity.validation.suite_refs import check_suite_reference
 
 if TYPE_CHECKING:

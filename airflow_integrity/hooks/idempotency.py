@@ -20,8 +20,9 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_integrity.audit import build_event
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
-from airflow_integrity.store.ledger import DEFAULT_NAMESPACE, IdempotencyLedger
+from airflow_integrity.store.ledger import IdempotencyLedger
 from airflow_integrity.store.ledger_codec import fingerprint, show_key, validate_key, validate_namespace
+from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
 from airflow_integrity.store.ledger_heartbeat import LeaseHeartbeat
 from airflow_integrity.store.ledger_types import (
     ClaimOutcome,
@@ -44,8 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A killed worker's retry takes the key over at most this long after the last heartbeat.
-DEFAULT_LEASE_SECONDS = 60.0
 EVENT_PREFIX = "idempotency."
 # In-process waiting for a live holder: first pause, growth factor and longest pause, in seconds.
 _FIRST_PAUSE, _GROWTH, _LONGEST_PAUSE = 0.05, 1.6, 5.0

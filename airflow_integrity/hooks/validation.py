@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_integrity.audit import build_event
 from airflow_integrity.hooks.data_sources import DataSource, storage_path
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from airflow_integrity.validation.run import ValidationOutcome
 
 T = TypeVar("T")
-OnFailure = Literal["fail", "warn", "quarantine"]
-ON_FAILURE = ("fail", "warn", "quarantine")
 EVENT_TYPES = {"passed": "validation.passed", "warned": "validation.warned", "failed": "validation.failed"}
 QUARANTINE_EVENT = "validation.quarantined"
 QUARANTINE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -120,23 +118,6 @@ def status_of(summary: Mapping[str, Any]) -> str:
     if not summary["success"]:
         return "failed"
     return "warned" if any(summary.get("failed_by_severity", {}).values()) else "passed"
-
-
-def check_policy(on_failure: str, *, quarantine_path: Any, max_unexpected_fraction: float) -> None:
-    """Check policy arguments cheaply (usable in an operator's ``__init__``).
-
-    Raises:
-        ValueError: An unknown policy, quarantine without a location, or a fraction outside [0, 1].
-    """
-    if on_failure not in ON_FAILURE:
-        raise ValueError(f"on_failure={on_failure!r} is not one of {', '.join(ON_FAILURE)}.")
-    if on_failure == "quarantine" and not quarantine_path:
-        raise ValueError(
-            "on_failure='quarantine' needs quarantine_path=, a directory or file (local or object storage) "
-            "for the rejected rows."
-        )
-    if not 0.0 <= float(max_unexpected_fraction) <= 1.0:
-        raise ValueError(f"max_unexpected_fraction={max_unexpected_fraction!r} must be between 0 and 1.")
 
 
 def run_validation(

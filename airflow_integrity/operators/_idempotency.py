@@ -7,15 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_integrity.hooks.idempotency import (
-    HolderBusyError,
-    IdempotencyClaim,
-    IdempotencyGuard,
-    fingerprint_of,
-)
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_integrity.hooks.idempotency import IdempotencyClaim, IdempotencyGuard
 
 # The options every idempotent operator templates (besides its own).
 IDEMPOTENCY_TEMPLATE_FIELDS = ("key", "namespace", "business_key", "fingerprint_inputs")
@@ -90,6 +85,8 @@ class IdempotencyMixin:
 
     def build_guard(self, context: Context, default_inputs: Any) -> IdempotencyGuard:
         """The guard for this attempt: rendered key, fingerprint of the inputs, task identity."""
+        from airflow_integrity.hooks.idempotency import IdempotencyGuard, fingerprint_of
+
         key = self.key
         if not isinstance(key, str):
             raise AirflowFailException(
@@ -118,6 +115,8 @@ class IdempotencyMixin:
         While another live holder works on the key, wait in-process (``deferrable=False``) or defer to
         ``IdempotencyKeyTrigger`` and claim again when it is free (``deferrable=True``).
         """
+        from airflow_integrity.hooks.idempotency import HolderBusyError
+
         guard = self.build_guard(context, default_inputs)
         try:
             outcome = guard.run(work, wait=not self.deferrable)

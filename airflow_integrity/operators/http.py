@@ -8,17 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.http.operators.http import HttpOperator
 
-from airflow_integrity.hooks.idempotency import DEFAULT_LEASE_SECONDS, IdempotencyClaim
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
     IdempotencyMixin,
     default_deferrable,
 )
-from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
+from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from requests import Response
+
+    from airflow_integrity.hooks.idempotency import IdempotencyClaim
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_STORED_HEADERS = ("Content-Type", "Location", IDEMPOTENCY_HEADER)

@@ -8,18 +8,29 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_integrity.hooks.idempotency import DEFAULT_LEASE_SECONDS, IdempotencyClaim, current_claim
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
     IdempotencyMixin,
     default_deferrable,
 )
-from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
+from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_integrity.hooks.idempotency import IdempotencyClaim
+
 __all__ = ["IdempotentPythonOperator", "current_claim"]
+
+
+def current_claim() -> IdempotencyClaim | None:
+    """The claim of the guarded work running in this thread, or ``None`` outside guarded work.
+
+    Importing it costs a DAG file nothing: the guard (and the store behind it) loads when a task calls it.
+    """
+    from airflow_integrity.hooks.idempotency import current_claim as claim_of_this_thread
+
+    return claim_of_this_thread()
 
 
 class IdempotentPythonOperator(IdempotencyMixin, PythonOperator):

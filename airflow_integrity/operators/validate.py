@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_integrity.hooks.data_sources import source_from_arguments
-from airflow_integrity.hooks.validation import check_policy
+from airflow_integrity.hooks.validation_policy import check_policy
 from airflow_integrity.validation.suite_refs import check_suite_reference
 
 if TYPE_CHECKING:
@@ -169,6 +168,7 @@ class ValidateDataOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, record, apply ``on_failure``; return the summary (and the good rows for quarantine)."""
+        from airflow_integrity.hooks.data_sources import source_from_arguments
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
         from airflow_integrity.hooks.validation import enforce, frame_records, validate_or_fail
 

@@ -10,11 +10,12 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
-from airflow_integrity.store.ledger_types import LedgerEntry, State
+from airflow_integrity.store.ledger_defaults import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_integrity.store.ledger_types import LedgerEntry
 
 
 class IdempotencyKeySensor(BaseSensorOperator):
@@ -59,6 +60,7 @@ class IdempotencyKeySensor(BaseSensorOperator):
 
     def _read(self, *, with_result: bool) -> tuple[LedgerEntry | None, Any]:
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
+        from airflow_integrity.store.ledger_types import State
 
         with IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id).get_ledger(self.namespace) as ledger:
             entry = ledger.get(self.key)
@@ -66,6 +68,8 @@ class IdempotencyKeySensor(BaseSensorOperator):
             return entry, ledger.load_result(entry) if (done and with_result and entry) else None
 
     def _refuse_if_failed(self, entry: LedgerEntry | None) -> None:
+        from airflow_integrity.store.ledger_types import State
+
         if entry is not None and entry.state is State.FAILED and entry.retryable is False:
             raise AirflowFailException(self._failed_message(entry.error))
 
@@ -78,6 +82,8 @@ class IdempotencyKeySensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Done, with the stored result, when the key is completed."""
+        from airflow_integrity.store.ledger_types import State
+
         entry, result = self._read(with_result=True)
         self._refuse_if_failed(entry)
         if entry is not None and entry.state is State.COMPLETED:
@@ -108,6 +114,8 @@ class IdempotencyKeySensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Return the stored result when the trigger saw the key completed; fail clearly otherwise."""
+        from airflow_integrity.store.ledger_types import State
+
         status = event.get("status")
         if status == "failed_permanently":
             raise AirflowFailException(self._failed_message(event.get("error")))

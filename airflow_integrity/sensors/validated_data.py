@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_integrity.hooks.data_sources import DataSource, source_from_arguments
 from airflow_integrity.validation.suite_refs import check_suite_reference, is_gx_object
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_integrity.hooks.data_sources import DataSource
 
 
 class ValidatedDataSensor(BaseSensorOperator):
@@ -124,6 +125,7 @@ class ValidatedDataSensor(BaseSensorOperator):
         self._last_failure: str | None = None
 
     def _source(self) -> DataSource:
+        from airflow_integrity.hooks.data_sources import source_from_arguments
         from airflow_integrity.hooks.validation import validate_or_fail
 
         source = validate_or_fail(

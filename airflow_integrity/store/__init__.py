@@ -1,15 +1,23 @@
-"""The dedicated integrity store: engine, schema, migrations. Knows nothing about Airflow operators."""
+"""The dedicated integrity store: engine, schema, migrations. Knows nothing about Airflow operators.
+
+Importing the package loads none of its modules; each public name loads its module on first use, so that a
+DAG file importing an operator (which needs only ``store.ledger_defaults``) does not pay for the store.
+"""
 
 from __future__ import annotations
 
-from airflow_integrity.store.errors import (
-    SchemaNotCurrentError,
-    StoreConfigurationError,
-    StoreError,
-    StoreUnavailableError,
-)
-from airflow_integrity.store.location import StoreLocation
-from airflow_integrity.store.store import IntegrityStore
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_integrity.store.errors import (
+        SchemaNotCurrentError,
+        StoreConfigurationError,
+        StoreError,
+        StoreUnavailableError,
+    )
+    from airflow_integrity.store.location import StoreLocation
+    from airflow_integrity.store.store import IntegrityStore
 
 __all__ = [
     "IntegrityStore",
@@ -19,3 +27,25 @@ __all__ = [
     "StoreLocation",
     "StoreUnavailableError",
 ]
+
+_MODULES = {
+    "IntegrityStore": "store",
+    "SchemaNotCurrentError": "errors",
+    "StoreConfigurationError": "errors",
+    "StoreError": "errors",
+    "StoreLocation": "location",
+    "StoreUnavailableError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})

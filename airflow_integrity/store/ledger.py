@@ -32,6 +32,7 @@ from airflow_integrity.store.ledger_codec import (
     validate_namespace,
 )
 from airflow_integrity.store.ledger_conn import LedgerConnections, LedgerCursor
+from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
 from airflow_integrity.store.ledger_rows import (
     claimed_entry,
     entry_from_row,
@@ -60,7 +61,6 @@ from airflow_integrity.store.store import IntegrityStore
 
 __all__ = ["DEFAULT_NAMESPACE", "IdempotencyLedger", "fingerprint", "holder_info"]
 
-DEFAULT_NAMESPACE = "default"
 INLINE_RESULT_BYTES = 64 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 # A lost race (the row changed between the refused upsert and the read) is retried this many times.
@@ -127,7 +127,7 @@ class IdempotencyLedger:
         *,
         fingerprint: str,
         holder: Mapping[str, Any] | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         ttl_seconds: float | None = None,
         namespace: str | None = None,
     ) -> ClaimOutcome:

@@ -7,22 +7,65 @@ store or of Airflow operators.
 
 from __future__ import annotations
 
-from airflow_integrity.validation.data import frame_from_path, frame_from_value, records_from_json_body
-from airflow_integrity.validation.errors import (
-    DataError,
-    EmptyDataError,
-    IntegrityValidationError,
-    MissingColumnError,
-    SourceUnavailableError,
-    SuiteError,
-    UnsupportedFormatError,
-)
-from airflow_integrity.validation.fingerprint import frame_fingerprint
-from airflow_integrity.validation.quarantine import QuarantineSplit, split_rows
-from airflow_integrity.validation.run import ValidationOutcome, validate
-from airflow_integrity.validation.sql import SqlSource
-from airflow_integrity.validation.suite_refs import check_suite_reference
-from airflow_integrity.validation.suites import ExpectationInfo, LoadedSuite, load_suite
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_integrity.validation.data import frame_from_path, frame_from_value, records_from_json_body
+    from airflow_integrity.validation.errors import (
+        DataError,
+        EmptyDataError,
+        IntegrityValidationError,
+        MissingColumnError,
+        SourceUnavailableError,
+        SuiteError,
+        UnsupportedFormatError,
+    )
+    from airflow_integrity.validation.fingerprint import frame_fingerprint
+    from airflow_integrity.validation.quarantine import QuarantineSplit, split_rows
+    from airflow_integrity.validation.run import ValidationOutcome, validate
+    from airflow_integrity.validation.sql import SqlSource
+    from airflow_integrity.validation.suite_refs import check_suite_reference
+    from airflow_integrity.validation.suites import ExpectationInfo, LoadedSuite, load_suite
+
+# Where each public name lives: importing the package loads none of its modules (a DAG file that imports only
+# ``validation.errors`` or ``validation.suite_refs`` pays for those alone); a name's module loads on first use.
+_MODULES = {
+    "DataError": "errors",
+    "EmptyDataError": "errors",
+    "IntegrityValidationError": "errors",
+    "MissingColumnError": "errors",
+    "SourceUnavailableError": "errors",
+    "SuiteError": "errors",
+    "UnsupportedFormatError": "errors",
+    "ExpectationInfo": "suites",
+    "LoadedSuite": "suites",
+    "load_suite": "suites",
+    "QuarantineSplit": "quarantine",
+    "split_rows": "quarantine",
+    "SqlSource": "sql",
+    "ValidationOutcome": "run",
+    "validate": "run",
+    "check_suite_reference": "suite_refs",
+    "frame_fingerprint": "fingerprint",
+    "frame_from_path": "data",
+    "frame_from_value": "data",
+    "records_from_json_body": "data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})
+
 
 __all__ = [
     "DataError",

@@ -3,12 +3,19 @@
 Canonical form (version 1), fed to one SHA-256:
 
 * a header: the JSON of ``{"v": 1, "rows": n, "columns": [[name, dtype], ...]}``;
-* per column, in order: numeric, boolean and datetime columns as their little-endian values (plus the null
-  mask for nullable extension types); text columns as the UTF-8 of the values joined by NUL (plus the null
-  mask); any other column as one canonical JSON value per row (mixed, nested, decimal, date values).
+* per column, in order: a ``0x1e`` byte, then numeric, boolean and datetime columns as their little-endian
+  values (plus the null mask for nullable extension types); text columns as the UTF-8 of the values joined by
+  NUL (plus the null mask); any other column as one canonical JSON value per row (mixed, nested, decimal,
+  date values).
 
 The index is not part of the fingerprint: the same rows handed over as records or as a frame match. Equal
 frames always give equal fingerprints; the canonical form distinguishes dtypes (``1`` vs ``1.0``).
+
+How it is computed does not change the digest: columns are turned into a few large buffers (numeric columns
+are their own buffer, a text column is one join and one encode, with the NUL check done by numpy on the
+encoded bytes), and for large frames a background thread feeds them to SHA-256 while the caller goes on
+(hashlib releases the GIL for large buffers): :func:`start_frame_fingerprint` returns once every column is
+serialised, so the hashing can overlap the validation itself.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import decimal
 import hashlib
 import json
 import math
+import queue
+import threading
 from typing import TYPE_CHECKING, Any
 
 from airflow_integrity.validation.errors import DataError
@@ -27,6 +36,58 @@ if TYPE_CHECKING:
 
 _VERSION = 1
 _COLUMN_MARK = b"\x1e"
+# Frames with at least this many cells are hashed by a background thread; smaller ones are not worth a thread.
+_BACKGROUND_CELLS = 200_000
+# Text values joined at a time, and rows of the JSON form handed to SHA-256 at a time.
+_TEXT_CHUNK_ROWS = 4096
+_JSON_CHUNK_ROWS = 65_536
+
+
+class _Digest:
+    """One SHA-256 fed in order, in the caller's thread or by a background thread.
+
+    In the background, the caller's ``update`` only queues the buffer; the thread hashes the queue in order,
+    without the GIL for large buffers. The caller must not change a queued buffer, and calls ``close`` when
+    it has queued everything.
+    """
+
+    def __init__(self, *, background: bool) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.SimpleQueue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._work, name="integrity-fingerprint", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._sha.update(data)
+                except BaseException as exc:  # re-raised by hexdigest(), in the caller's thread
+                    self._error = exc
+
+    def update(self, data: Any) -> None:
+        if self._queue is None:
+            self._sha.update(data)
+        else:
+            self._queue.put(data)
+
+    def close(self) -> None:
+        if self._queue is not None and self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+
+    def hexdigest(self) -> str:
+        if self._thread is not None:
+            self.close()
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        return self._sha.hexdigest()
 
 
 def _canonical_value(value: Any, where: str) -> Any:
@@ -60,7 +121,7 @@ def _canonical_value(value: Any, where: str) -> Any:
     )
 
 
-def _update_numeric(digest: Any, values: Any) -> None:
+def _update_numeric(digest: _Digest, values: Any) -> None:
     import numpy as np
 
     array = np.ascontiguousarray(values)
@@ -69,42 +130,60 @@ def _update_numeric(digest: Any, values: Any) -> None:
     digest.update(array.view(np.uint8))
 
 
-def _join_text(values: Any) -> str | None:
-    """NUL-join the values if every one is a string without NUL; ``None`` otherwise."""
+def _joined_text(values: Any) -> bytes | None:
+    """The UTF-8 of the values joined by NUL if every one is a string without NUL; ``None`` otherwise.
+
+    Args:
+        values: An object ndarray (not changed).
+    """
+    import numpy as np
+
+    parts = []
     try:
-        joined = "\x00".join(values)
+        # A few thousand values at a time: their objects stay in the CPU cache from list to join to free.
+        for start in range(0, len(values), _TEXT_CHUNK_ROWS):
+            parts.append(
+                "\x00".join(values[start : start + _TEXT_CHUNK_ROWS].tolist()).encode("utf-8", "surrogatepass")
+            )
     except TypeError:  # a null (None / NaN) or a non-string value
         return None
-    return joined if joined.count("\x00") == max(len(values) - 1, 0) else None
+    data = b"\x00".join(parts)
+    # UTF-8 writes NUL, and nothing else, as a zero byte: no value holds one iff the separators are all there are.
+    zeros = len(data) - int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8)))
+    return data if zeros == max(len(values) - 1, 0) else None
 
 
-def _update_objects(digest: Any, column: pd.Series, where: str) -> None:
-    items = column.to_numpy(dtype=object).tolist()  # joining a list is about twice as fast as an ndarray
-    joined = _join_text(items)
+def _update_objects(digest: _Digest, column: pd.Series, where: str) -> None:
+    values = column.to_numpy(dtype=object)  # may be the column's own array: never changed here
+    data = _joined_text(values)
     mask = None
-    if joined is None:
+    if data is None:
         mask = column.isna().to_numpy()
         if mask.any():
-            for position in mask.nonzero()[0].tolist():
-                items[position] = ""
-            joined = _join_text(items)
+            values = values.copy()
+            values[mask] = ""
+            data = _joined_text(values)
     if mask is not None and mask.any():
         digest.update(b"M")
         digest.update(mask.astype("u1").tobytes())
-    if joined is not None:
-        data = joined.encode("utf-8", "surrogatepass")
+    if data is not None:
         digest.update(b"S%d:" % len(data))
         digest.update(data)
         return
     digest.update(b"J")
-    for position, value in enumerate(items):
+    lines: list[str] = []
+    for position, value in enumerate(values.tolist()):
         null = mask is not None and mask[position]
         canonical = _canonical_value(None if null else value, f"{where}, row {position},")
-        digest.update(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode())
-        digest.update(b"\n")
+        lines.append(json.dumps(canonical, sort_keys=True, separators=(",", ":")))
+        if len(lines) == _JSON_CHUNK_ROWS:
+            digest.update(("\n".join(lines) + "\n").encode())  # each value's JSON, then a newline
+            lines = []
+    if lines:
+        digest.update(("\n".join(lines) + "\n").encode())
 
 
-def _update_column(digest: Any, column: pd.Series, where: str) -> None:
+def _update_column(digest: _Digest, column: pd.Series, where: str) -> None:
     import pandas as pd
 
     dtype = column.dtype
@@ -124,6 +203,56 @@ def _update_column(digest: Any, column: pd.Series, where: str) -> None:
         _update_objects(digest, column, where)
 
 
+class PendingFingerprint:
+    """A frame's fingerprint whose hashing may still run in a background thread; :meth:`result` waits for it."""
+
+    def __init__(self, digest: _Digest, rows: int, columns: int) -> None:
+        self._digest = digest
+        self._rows = rows
+        self._columns = columns
+        self._result: dict[str, Any] | None = None
+
+    def result(self) -> dict[str, Any]:
+        """``{"fingerprint": "sha256:<hex>", "kind": "content", "rows": n, "columns": n}``."""
+        if self._result is None:
+            self._result = {
+                "fingerprint": f"sha256:{self._digest.hexdigest()}",
+                "kind": "content",
+                "rows": self._rows,
+                "columns": self._columns,
+            }
+        return self._result
+
+
+def start_frame_fingerprint(frame: pd.DataFrame, *, label: str = "data") -> PendingFingerprint:
+    """Serialise a DataFrame into its canonical form and start hashing it.
+
+    Returns once every column is serialised (so every :class:`DataError` is raised here); for large frames
+    the hashing goes on in a background thread until ``result()`` is called.
+
+    Args:
+        frame: The data. It must not change until ``result()`` returns.
+        label: How errors name the data.
+
+    Raises:
+        DataError: A cell holds a value that has no canonical form (not serialisable data).
+    """
+    digest = _Digest(background=len(frame) * len(frame.columns) >= _BACKGROUND_CELLS)
+    try:
+        header = {
+            "v": _VERSION,
+            "rows": len(frame),
+            "columns": [[str(name), str(dtype)] for name, dtype in frame.dtypes.items()],
+        }
+        digest.update(json.dumps(header, separators=(",", ":")).encode())
+        for position, name in enumerate(frame.columns):
+            digest.update(_COLUMN_MARK)
+            _update_column(digest, frame.iloc[:, position], f"{label}, column {str(name)!r}")
+    finally:
+        digest.close()
+    return PendingFingerprint(digest, len(frame), len(frame.columns))
+
+
 def frame_fingerprint(frame: pd.DataFrame, *, label: str = "data") -> dict[str, Any]:
     """Fingerprint a DataFrame.
 
@@ -137,22 +266,7 @@ def frame_fingerprint(frame: pd.DataFrame, *, label: str = "data") -> dict[str, 
     Raises:
         DataError: A cell holds a value that has no canonical form (not serialisable data).
     """
-    digest = hashlib.sha256()
-    header = {
-        "v": _VERSION,
-        "rows": len(frame),
-        "columns": [[str(name), str(dtype)] for name, dtype in frame.dtypes.items()],
-    }
-    digest.update(json.dumps(header, separators=(",", ":")).encode())
-    for position, name in enumerate(frame.columns):
-        digest.update(_COLUMN_MARK)
-        _update_column(digest, frame.iloc[:, position], f"{label}, column {str(name)!r}")
-    return {
-        "fingerprint": f"sha256:{digest.hexdigest()}",
-        "kind": "content",
-        "rows": len(frame),
-        "columns": len(frame.columns),
-    }
+    return start_frame_fingerprint(frame, label=label).result()
 
 
 def describe_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:

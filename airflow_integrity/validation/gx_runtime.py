@@ -11,6 +11,7 @@ import hashlib
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 _LOCK = threading.RLock()
@@ -55,6 +56,34 @@ def _validator(batch_definition: Any, batch_parameters: dict[str, Any] | None, r
     return Validator(
         batch_definition=batch_definition, batch_parameters=batch_parameters, result_format=result_format
     )
+
+
+@contextlib.contextmanager
+def without_batch_hash() -> Iterator[None]:
+    """Keep GX's pandas engine from hashing the batch it loads, while the ``with`` block runs.
+
+    GX md5-hashes every in-memory batch below 1 GB (``pandas.util.hash_pandas_object``, then md5) into the
+    result's batch markers (``pandas_data_fingerprint``): about 0.2 s per million rows, more than the SHA-256
+    content fingerprint that the summary, the audit event and the store carry for the same frame. GX reads
+    that threshold from its module at each batch load, so it is changed for the process while the block runs:
+    call it under :func:`run_lock` (our runs are serialised; GX called directly from another thread at the same
+    moment would not hash its batch either). Without that module setting (another GX version) GX hashes as
+    before.
+    """
+    try:
+        from great_expectations.execution_engine import pandas_execution_engine as engine
+    except ImportError:  # pragma: no cover - GX without its pandas engine
+        yield
+        return
+    saved = getattr(engine, "HASH_THRESHOLD", None)
+    if not isinstance(saved, (int, float)):
+        yield
+        return
+    engine.HASH_THRESHOLD = 0  # GX hashes when the frame's memory use is below it: never
+    try:
+        yield
+    finally:
+        engine.HASH_THRESHOLD = saved
 
 
 def frame_validator(frame: Any, result_format: Any) -> Any:

@@ -17,6 +17,8 @@ from airflow_integrity.validation.summary import SampleMode, build_summary
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_integrity.validation.fingerprint import PendingFingerprint
+
 ResultFormat = Literal["BOOLEAN_ONLY", "BASIC", "SUMMARY", "COMPLETE"]
 _LIST_KEYS = ("unexpected_list", "unexpected_index_list")
 
@@ -163,6 +165,7 @@ def validate(
     """
     loaded = load_suite(suite, context_dir=context_dir, name=suite_name)
     collect = collect_unexpected_rows
+    pending: PendingFingerprint | None = None
     if isinstance(data, SqlSource) and not collect:
         frame, data_info = None, _prepare_query(data, loaded, allow_empty=allow_empty, check=on_missing_column)
     else:
@@ -171,9 +174,11 @@ def validate(
         elif is_path_like(data) and label == "data":
             label = f"file {str(data)!r}"
         frame = _to_frame(data, label=label, file_format=file_format, read_options=read_options)
-        data_info = _prepare_frame(frame, loaded, label=label, allow_empty=allow_empty, check=on_missing_column)
+        pending = _prepare_frame(frame, loaded, label=label, allow_empty=allow_empty, check=on_missing_column)
     gx_format = _gx_result_format(result_format, collect)
     gx_result = _run_gx(data, frame, loaded, gx_format, expectation_parameters)
+    if pending is not None:  # the fingerprint's hashing ran beside GX
+        data_info = {**pending.result(), "source": label}
     unexpected_rows = _collect_rows(gx_result, loaded) if collect else None
     _cut_lists(gx_result, full_result_list_limit)
     full_result = gx_result.to_json_dict()
@@ -208,8 +213,8 @@ def _prepare_query(source: SqlSource, suite: LoadedSuite, *, allow_empty: bool, 
 
 def _prepare_frame(
     frame: pd.DataFrame, suite: LoadedSuite, *, label: str, allow_empty: bool, check: str
-) -> dict[str, Any]:
-    from airflow_integrity.validation.fingerprint import frame_fingerprint
+) -> PendingFingerprint:
+    from airflow_integrity.validation.fingerprint import start_frame_fingerprint
 
     columns = [str(c) for c in frame.columns]
     if len(frame) == 0 and not allow_empty:
@@ -219,7 +224,7 @@ def _prepare_frame(
         )
     if check == "raise":
         _check_columns(suite, columns, label=label)
-    return {**frame_fingerprint(frame, label=label), "source": label}
+    return start_frame_fingerprint(frame, label=label)
 
 
 def _run_gx(
@@ -247,9 +252,11 @@ def _run_gx(
             if not (isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1):
                 positional = frame.reset_index(drop=True)
             validator = gx_runtime.frame_validator(positional, gx_format)
-        return validator.validate_expectation_suite(
-            suite.gx_suite, dict(expectation_parameters) if expectation_parameters else None
-        )
+        # GX loads the batch here; the frame has its SHA-256 fingerprint already, GX need not hash it again.
+        with gx_runtime.without_batch_hash():
+            return validator.validate_expectation_suite(
+                suite.gx_suite, dict(expectation_parameters) if expectation_parameters else None
+            )
 
 
 def _collect_rows(gx_result: Any, suite: LoadedSuite) -> dict[int, list[int]]:

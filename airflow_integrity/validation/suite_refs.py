@@ -16,7 +16,6 @@ file and checks its shape. Building the GX objects (unknown expectation types, a
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -103,6 +102,8 @@ def resolve_suite_path(ref: str | os.PathLike[str], *, context_dir: str | os.Pat
     for candidate in (folder.joinpath(*name.split(".")).with_suffix(".json"), folder / f"{name}.json"):
         if candidate.is_file():
             return candidate
+    import difflib
+
     known = _suite_names_in(folder)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 
 import pandas as pd
 import pytest
@@ -55,6 +56,39 @@ def test_any_difference_changes_the_fingerprint(changed):
 def test_text_containing_the_separator_cannot_collide():
     assert fp({"s": ["a\x00b", ""]}) != fp({"s": ["a", "b\x00"]})
     assert fp({"s": ["a\x00b", ""]}) == fp({"s": ["a\x00b", ""]})
+    many = ["x"] * 9000  # text is joined a few thousand values at a time: the check spans every chunk
+    assert fp({"s": [*many, "a\x00b", ""]}) != fp({"s": [*many, "a", "b\x00"]})
+
+
+def test_the_digest_is_the_documented_canonical_form():
+    frame = pd.DataFrame({"id": [1, 2], "name": ["Ada", "Grace"]})
+    header = b'{"v":1,"rows":2,"columns":[["id","int64"],["name","str"]]}'
+    text = b"Ada\x00Grace"
+    ids = (1).to_bytes(8, "little") + (2).to_bytes(8, "little")
+    canonical = header + b"\x1e" + ids + b"\x1e" + b"S%d:" % len(text) + text
+    assert frame_fingerprint(frame)["fingerprint"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+def test_large_frames_hashed_in_the_background_give_the_same_digest(monkeypatch):
+    from airflow_integrity.validation import fingerprint
+
+    rows = 60_000  # with 4 columns, enough cells to hash in a background thread
+    frame = pd.DataFrame(
+        {
+            "id": range(rows),
+            "name": [f"patient-{i % 997}" for i in range(rows)],
+            "amount": [i / 7 for i in range(rows)],
+            "mixed": [None if i % 5 else i for i in range(rows)],
+        }
+    )
+    in_background = frame_fingerprint(frame)
+    monkeypatch.setattr(fingerprint, "_BACKGROUND_CELLS", 10**12)
+    assert frame_fingerprint(frame) == in_background
+    with pytest.raises(DataError, match=r"column 'tags', row 59999, holds set"):
+        frame_fingerprint(frame.assign(tags=[[1]] * (rows - 1) + [{1}]))
+    monkeypatch.undo()
+    with pytest.raises(DataError, match=r"column 'tags', row 59999, holds set"):
+        frame_fingerprint(frame.assign(tags=[[1]] * (rows - 1) + [{1}]))
 
 
 def test_mixed_and_nested_values_have_a_canonical_form():

@@ -177,6 +177,16 @@ def test_the_gx_context_is_created_once_per_process_and_reused():
     assert gx_runtime.runtime() is first
 
 
+def test_gx_does_not_hash_a_frame_again_that_the_fingerprint_covers():
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    threshold = pandas_execution_engine.HASH_THRESHOLD
+    outcome = validate([{"patient_id": 1}], [NOT_NULL])
+    assert "pandas_data_fingerprint" not in outcome.full_result["meta"]["batch_markers"]
+    assert outcome.summary["data"]["fingerprint"].startswith("sha256:")
+    assert threshold == pandas_execution_engine.HASH_THRESHOLD  # GX's setting is back for everyone else
+
+
 # Bad data and suites that do not fit the data ----------------------------------------------------------------
 
 

@@ -1,0 +1,45 @@
+"""A DAG file that imports every operator, sensor and decorator loads only what building its tasks needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+IMPORTS = """
+from airflow_integrity.decorators.idempotent import idempotent_task
+from airflow_integrity.decorators.validated import validated_task
+from airflow_integrity.operators.http import IdempotentHttpOperator
+from airflow_integrity.operators.idempotent import IdempotentPythonOperator, current_claim
+from airflow_integrity.operators.validate import ValidateDataOperator
+from airflow_integrity.sensors.idempotency import IdempotencyKeySensor
+from airflow_integrity.sensors.validated_data import ValidatedDataSensor
+"""
+# What executing a task needs, and nothing a parse does: the store, the guard, GX and the data libraries.
+RUN_TIME_ONLY = (
+    "airflow_integrity.hooks.integrity",
+    "airflow_integrity.hooks.idempotency",
+    "airflow_integrity.hooks.validation",
+    "airflow_integrity.hooks.data_sources",
+    "airflow_integrity.store.store",
+    "airflow_integrity.store.ledger",
+    "airflow_integrity.store.audit",
+    "airflow_integrity.validation.run",
+    "airflow_integrity.validation.suites",
+    "great_expectations",
+    "pandas",
+    "numpy",
+)
+
+
+def test_importing_every_operator_loads_no_run_time_module() -> None:
+    probe = (
+        f"{IMPORTS}\nimport json, sys\nprint(json.dumps(sorted(m for m in {RUN_TIME_ONLY!r} if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
