@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_integrity.identity import actor, task_instance_identity
-from airflow_integrity.store.audit import AuditEvent, AuditRecord, fingerprint
+from airflow_integrity.store.audit import AuditEvent, Recorded, fingerprint
 
 __all__ = ["fingerprint", "record", "redact"]
 
@@ -63,8 +63,10 @@ def record(
     business_key: str | None = None,
     details: Mapping[str, Any] | None = None,
     conn_id: str | None = None,
-) -> AuditRecord | None:
-    """Append an event to the audit trail, attributed to the running task.
+) -> Recorded | None:
+    """Record an event in the audit trail, attributed to the running task.
+
+    The event is committed and on disk when this returns; it joins the hash chain within about a second.
 
     Args:
         event_type: What happened, for example ``claim.approved``.
@@ -73,7 +75,8 @@ def record(
         conn_id: The integrity store connection; defaults to ``[integrity] conn_id``.
 
     Returns:
-        The stored record, or ``None`` if the store was unreachable and the event was spooled.
+        The receipt (``event_id``, ``recorded_at``; ``seq`` and ``hash`` once chained), or ``None`` if the store
+        was unreachable and the event was spooled.
 
     Raises:
         AuditUnavailableError: The store is unreachable and ``[integrity] audit_on_store_error = fail``.

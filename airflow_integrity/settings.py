@@ -35,8 +35,39 @@ class IntegritySettings:
     checkpoint_interval: float = 3600.0
 
 
+_OPTIONS = (
+    "conn_id",
+    "sqlite_path",
+    "auto_migrate",
+    "sqlite_busy_timeout",
+    "audit_on_store_error",
+    "spool_dir",
+    "checkpoint_key_conn_id",
+    "checkpoint_interval",
+)
+# What can change the section while a process runs: the environment variables Airflow reads it from (none of
+# its options is sensitive, so no _CMD or _SECRET variant applies).
+_ENVIRONMENT = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", *(f"AIRFLOW__{SECTION.upper()}__{o.upper()}" for o in _OPTIONS))
+_loaded: tuple[tuple[str | None, ...], IntegritySettings] | None = None
+
+
 def load_settings() -> IntegritySettings:
-    """Read the ``[integrity]`` section (environment variables ``AIRFLOW__INTEGRITY__*`` included)."""
+    """Read the ``[integrity]`` section (environment variables ``AIRFLOW__INTEGRITY__*`` included).
+
+    Read once per process and again whenever one of those variables (or ``AIRFLOW_HOME``) changes: hooks are
+    made per audit event, and reading Airflow's configuration costs a good share of recording one.
+    """
+    global _loaded
+    environment = tuple(map(os.environ.get, _ENVIRONMENT))
+    loaded = _loaded
+    if loaded is not None and loaded[0] == environment:
+        return loaded[1]
+    settings = _read_settings()
+    _loaded = (environment, settings)
+    return settings
+
+
+def _read_settings() -> IntegritySettings:
     conf = _conf()
     raw_path = conf.get(SECTION, "sqlite_path", fallback="") or ""
     spool = conf.get(SECTION, "spool_dir", fallback="") or ""

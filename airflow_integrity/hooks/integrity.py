@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -14,7 +18,7 @@ from airflow_integrity.store import (
     StoreLocation,
     StoreUnavailableError,
 )
-from airflow_integrity.store.audit import AuditEvent, AuditRecord
+from airflow_integrity.store.audit import AuditEvent, Recorded
 from airflow_integrity.store.audit_chain import AuditLog
 from airflow_integrity.store.ledger import IdempotencyLedger
 from airflow_integrity.store.spool import AuditSpool
@@ -22,6 +26,19 @@ from airflow_integrity.store.spool import AuditSpool
 if TYPE_CHECKING:
     from airflow_integrity.hooks.validation import ValidationRun
     from airflow_integrity.store.validation_results import StoredValidationResult
+
+
+# Where a connection id led, per process: (conn id, its AIRFLOW_CONN_ variable, default SQLite path) ->
+# (when resolved, location). Looking a connection up goes through Airflow's secrets backends (from a task,
+# through its supervisor to the API server) and costs more than recording an audit event, and the listeners
+# make a hook per event; so a resolution is reused for a while, and at once replaced when the variable changes.
+_LOCATION_TTL = 30.0
+_locations: dict[tuple[str, str | None, str], tuple[float, StoreLocation]] = {}
+
+
+@lru_cache(maxsize=8)
+def _spool(directory: Path) -> AuditSpool:
+    return AuditSpool(directory)
 
 
 class AuditUnavailableError(StoreUnavailableError):
@@ -66,7 +83,25 @@ class IntegrityCheckHook(BaseHook):
         }
 
     def get_location(self) -> StoreLocation:
-        """Resolve where the store lives from the connection, or the embedded SQLite default."""
+        """Resolve where the store lives from the connection, or the embedded SQLite default.
+
+        A process reuses what it resolved for up to 30 seconds (at once re-resolved when the connection's
+        ``AIRFLOW_CONN_*`` variable changes), so an edit of the connection in Airflow reaches a running
+        scheduler or API server within that time.
+        """
+        key = (
+            self.integrity_conn_id,
+            os.environ.get(f"AIRFLOW_CONN_{self.integrity_conn_id.upper()}"),
+            str(self._settings.sqlite_path),
+        )
+        known = _locations.get(key)
+        if known is not None and time.monotonic() - known[0] < _LOCATION_TTL:
+            return known[1]
+        location = self._resolve_location()
+        _locations[key] = (time.monotonic(), location)
+        return location
+
+    def _resolve_location(self) -> StoreLocation:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         source = f"connection {self.integrity_conn_id!r}"
@@ -124,20 +159,31 @@ class IntegrityCheckHook(BaseHook):
 
     # -- audit trail -------------------------------------------------------------------------------
 
-    def record_event(self, event: AuditEvent) -> AuditRecord | None:
-        """Append ``event`` to the audit trail, first replaying any spooled events in their order.
+    def record_event(self, event: AuditEvent, *, chain: bool = False) -> Recorded | None:
+        """Record ``event`` in the audit trail, first replaying any spooled events in their order.
+
+        The event is committed and on disk when this returns. It joins the hash chain in a batch with other
+        events, within about a second (at once on SQLite); with ``chain=True`` (the end of a DAG run) it and
+        every event recorded before it are chained before this returns.
 
         When the store cannot be reached, ``[integrity] audit_on_store_error`` decides: ``fail`` raises
         ``AuditUnavailableError`` naming the store; ``spool`` writes the event durably to the local spool
         and returns ``None``. No event is ever dropped silently.
+
+        Returns:
+            The receipt (``event_id``, ``recorded_at``; ``seq`` and ``hash`` once chained), or ``None`` when the
+            event was spooled.
         """
-        spool = AuditSpool(self._settings.spool_dir)
+        spool = _spool(self._settings.spool_dir)
         try:
             log = AuditLog(self.get_store())
             if spool.pending():
-                replayed = spool.drain(log.append)
+                replayed = spool.drain(log.record)
                 self.log.info("Replayed %d spooled audit events into the store.", replayed)
-            return log.append(event)
+                chain = True
+            if chain:
+                return log.append(event).receipt()
+            return log.record(event)
         except StoreUnavailableError as exc:
             if self._settings.audit_on_store_error == "spool":
                 spool.put(event)
@@ -149,8 +195,12 @@ class IntegrityCheckHook(BaseHook):
             ) from exc
 
     def drain_spool(self) -> int:
-        """Append every spooled audit event to the store, in order; return how many."""
-        return AuditSpool(self._settings.spool_dir).drain(AuditLog(self.get_store()).append)
+        """Record every spooled audit event in the store, in order, and chain them; return how many."""
+        log = AuditLog(self.get_store())
+        replayed = _spool(self._settings.spool_dir).drain(log.record)
+        if replayed:
+            log.chain_pending()
+        return replayed
 
     # -- data validation ---------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ def _checkpoint_if_due() -> None:
     submit_isolated(_sign_checkpoint)
 
 
-def _record(event_type: str, dag_run: Any, msg: str | None) -> None:
+def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = False) -> None:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.identity import actor
     from airflow_integrity.store.audit import AuditEvent
@@ -64,7 +64,7 @@ def _record(event_type: str, dag_run: Any, msg: str | None) -> None:
                 "message": (msg or None) and str(msg)[:2000],
             },
         )
-        run_isolated(lambda: IntegrityCheckHook().record_event(event))
+        run_isolated(lambda: IntegrityCheckHook().record_event(event, chain=chain))
     except Exception:
         log.exception("Audit event %s not recorded", event_type)
 
@@ -77,13 +77,13 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
 
 @hookimpl
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    """A DAG run succeeded, or was marked success."""
-    _record("dag_run.success", dag_run, msg)
+    """A DAG run succeeded, or was marked success: the run's events are all chained when this returns."""
+    _record("dag_run.success", dag_run, msg, chain=True)
     _checkpoint_if_due()
 
 
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
-    """A DAG run failed, or was marked failed."""
-    _record("dag_run.failed", dag_run, msg)
+    """A DAG run failed, or was marked failed: the run's events are all chained when this returns."""
+    _record("dag_run.failed", dag_run, msg, chain=True)
     _checkpoint_if_due()

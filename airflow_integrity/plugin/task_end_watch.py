@@ -84,9 +84,12 @@ def record_unreported_end(ti_id: uuid.UUID, state: str) -> bool:
 
 
 def _already_recorded(hook: Any, event_type: str, identity: dict[str, Any]) -> bool:
+    from airflow_integrity.store.audit_chain import AuditLog
     from airflow_integrity.store.audit_export import iter_records
 
     store = hook.get_store()
+    # The task's own event may be recorded and not chained yet: chain it, so that it is found below.
+    AuditLog(store).chain_pending()
     fields = ("task_id", "map_index", "try_number")
     for _, record in iter_records(store, dag_id=identity["dag_id"], run_id=identity["run_id"]):
         if isinstance(record, str) or record.event_type != event_type:

@@ -315,6 +315,10 @@ class AuditRecord:
         """Re-compute the hash from the fields; equals :attr:`hash` for an intact record."""
         return chain_hash(self.prev_hash, self.seq, self.body().encode("utf-8"))
 
+    def receipt(self) -> Recorded:
+        """The receipt of this (chained) record, as :meth:`AuditLog.record` returns receipts."""
+        return Recorded(self.event_id, self.recorded_at, self.seq, self.prev_hash, self.hash)
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view, timestamps in canonical form."""
         return {
@@ -339,10 +343,11 @@ class AuditRecord:
 
 @dataclass(frozen=True)
 class Recorded:
-    """An event durably recorded by :meth:`~airflow_integrity.store.audit_chain.AuditLog.record`.
+    """The receipt of an event durably recorded by :meth:`~airflow_integrity.store.audit_chain.AuditLog.record`
+    (and ``IntegrityCheckHook.record_event``).
 
-    ``seq``, ``prev_hash`` and ``hash`` are ``None`` until the event is chained (by a later append or
-    record, or by ``AuditLog.chain_pending``).
+    ``seq``, ``prev_hash`` and ``hash`` are ``None`` when the event was not chained yet as the call returned
+    (it is, within about a second); read its place later by ``event_id``.
     """
 
     event_id: str

@@ -15,10 +15,20 @@ no scan grows with the size of the log.
 
 SQLite has one writer at a time (``BEGIN IMMEDIATE``): the event is chained in the same transaction.
 
-Either way ``append`` returns once the event is committed, chained and flushed to disk. ``record``
-returns once the event is committed and flushed to disk; on PostgreSQL it is chained later, in a batch
-(every ``batch`` intake ids, a second after the process last chained, at the next ``append``, or by
-``chain_pending``), which costs a fraction of chaining each event on its own.
+Either way ``append`` returns once the event is committed, chained and flushed to disk. ``record`` (the
+path ``IntegrityCheckHook.record_event`` takes) returns once the event is committed and flushed to disk; on
+PostgreSQL it is chained later, in a batch, which costs a fraction of chaining each event on its own. The
+batch comes at the latest about a second after the event: a call that meets an intake id that is a
+multiple of ``batch``, or that comes a second after its process last chained, chains everything pending; a
+daemon thread of the recording process chains what it left unchained ``chain_within`` seconds after
+recording it, and its exit handler at exit (:mod:`airflow_integrity.store.audit_tail`). Any ``append``,
+:meth:`AuditLog.chain_pending`, ``audit export`` and ``audit checkpoint`` chain everything pending too.
+
+Until it is chained an event is protected as the newest events after the last signed checkpoint are: the
+database refuses UPDATE, DELETE and TRUNCATE on the intake table as on the chain, and ``verify`` counts the
+pending events and names one altered in place (a row version written by another transaction than the one
+that recorded it). Someone who can switch the triggers off could, within that window, delete such an event
+or replace it undetectably, as they can rewrite the chain's tail after the newest signed checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +37,6 @@ import json
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +65,7 @@ from airflow_integrity.store.audit_schema import (
     field_sql,
     record_from_row,
 )
+from airflow_integrity.store.audit_tail import PendingTail, existing_tail, pending_tail
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
@@ -124,17 +134,21 @@ class AuditLog:
             return _append_postgres(self.store, prepared)
         return _append_sqlite(self.store, prepared)
 
-    def record(self, event: AuditEvent, *, batch: int = 64) -> Recorded:
+    def record(self, event: AuditEvent, *, batch: int = 64, chain_within: float | None = 1.0) -> Recorded:
         """Record one event durably; it is chained later, in a batch (see :meth:`record_many`)."""
-        return self.record_many([event], batch=batch)[0]
+        return self.record_many([event], batch=batch, chain_within=chain_within)[0]
 
-    def record_many(self, events: Sequence[AuditEvent], *, batch: int = 64) -> list[Recorded]:
+    def record_many(
+        self, events: Sequence[AuditEvent], *, batch: int = 64, chain_within: float | None = 1.0
+    ) -> list[Recorded]:
         """Record events atomically and durably (committed and on disk when this returns); chain them later.
 
         On PostgreSQL this is one insert, as cheap as a plain one. The events join the chain in a batch: when
         an intake id reaches a multiple of ``batch``, or a second after this process last had events chained,
-        this call chains everything pending if nobody else is chaining; otherwise a later ``append``,
-        ``record`` or :meth:`chain_pending` does. On SQLite every event is chained at once (as ``append``).
+        this call chains everything pending if nobody else is chaining. Otherwise this process's background
+        thread chains them ``chain_within`` seconds later (``None``: leave them to a later call), unless an
+        ``append``, ``record`` or :meth:`chain_pending` of any process chains them first. On SQLite every event
+        is chained at once (as ``append``).
 
         Raises:
             AuditEventError: An event is invalid, or its ``event_id`` is recorded with other content.
@@ -143,11 +157,15 @@ class AuditLog:
         if not prepared:
             return []
         if self.store.backend != "postgresql":
-            return [
-                Recorded(r.event_id, r.recorded_at, r.seq, r.prev_hash, r.hash)
-                for r in _append_sqlite(self.store, prepared)
-            ]
-        inserted = _with_connection(self.store, lambda conn: _record_intake(self.store, conn, prepared, batch))
+            return [r.receipt() for r in _append_sqlite(self.store, prepared)]
+        inserted, chained_at = _with_connection(
+            self.store, lambda conn: _record_intake(self.store, conn, prepared, batch)
+        )
+        tail = _tail(self.store)
+        if chained_at is not None:
+            tail.chained(chained_at)
+        elif chain_within is not None:
+            tail.soon(chain_within)
         return [
             Recorded(event.event_id, parse_timestamp(inserted[event.event_id][1]), None, None, None)
             for event in prepared
@@ -165,7 +183,10 @@ class AuditLog:
         """
         if self.store.backend != "postgresql":
             return 0
-        return int(_call(self.store, _CHAIN, None)[0])
+        started = time.monotonic()
+        chained = int(_call(self.store, _CHAIN, None)[0])
+        _chained_everything(self.store, started)
+        return chained
 
 
 def _prepare(events: Sequence[AuditEvent]) -> list[PreparedEvent]:
@@ -181,8 +202,25 @@ def _payload(prepared: list[PreparedEvent]) -> str:
     return json.dumps([p.columns() for p in prepared])
 
 
-def _record_intake(store: IntegrityStore, conn: Any, prepared: list[PreparedEvent], batch: int) -> dict[str, Any]:
-    """Insert into the intake table (one durable statement); chain pending events when a batch is due."""
+def _tail(store: IntegrityStore) -> PendingTail:
+    key = _store_key(store)
+    return existing_tail(key) or pending_tail(key, AuditLog(store).chain_pending, store.location.display)
+
+
+def _chained_everything(store: IntegrityStore, started: float) -> None:
+    """A chaining that began at ``started`` took everything this process had recorded before."""
+    tail = existing_tail(_store_key(store))
+    if tail is not None:
+        tail.chained(started)
+
+
+def _record_intake(
+    store: IntegrityStore, conn: Any, prepared: list[PreparedEvent], batch: int
+) -> tuple[dict[str, Any], float | None]:
+    """Insert into the intake table (one durable statement); chain pending events when a batch is due.
+
+    Returns the stored ``event_id -> (intake id, recorded_at)`` and, if this call chained, when it began.
+    """
     inserted = {row[0]: row[1:] for row in conn.execute(_RECORD, (_payload(prepared),)).fetchall()}
     for event in prepared:
         if event.event_id not in inserted:
@@ -198,8 +236,9 @@ def _record_intake(store: IntegrityStore, conn: Any, prepared: list[PreparedEven
     now = time.monotonic()
     if any(row[0] % batch == 0 for row in inserted.values()) or now - _last_chained.get(key, 0.0) > 1.0:
         _last_chained[key] = now
-        conn.execute(_TRY_CHAIN)
-    return inserted
+        if conn.execute(_TRY_CHAIN).fetchone()[0] is not None:
+            return inserted, now
+    return inserted, None
 
 
 def _call_procedure(store: IntegrityStore, query: str, params: tuple[Any, ...]) -> dict[str, list[Any]]:
@@ -273,7 +312,9 @@ def _append_sqlite(store: IntegrityStore, prepared: list[PreparedEvent]) -> list
 
 
 def _append_postgres(store: IntegrityStore, prepared: list[PreparedEvent]) -> list[AuditRecord]:
+    started = time.monotonic()
     stored = _call_procedure(store, _APPEND, (_payload(prepared),))
+    _chained_everything(store, started)
     records = []
     for event in prepared:
         row = stored.get(event.event_id)
@@ -294,16 +335,12 @@ def _append_postgres(store: IntegrityStore, prepared: list[PreparedEvent]) -> li
 # stale PostgreSQL connection shows when the append fails; the append is then retried once on a new
 # connection (safe: appending an event id twice records it once).
 _idle: dict[tuple[str, int], list[Any]] = {}
-_keys: weakref.WeakKeyDictionary[IntegrityStore, str] = weakref.WeakKeyDictionary()
 _idle_lock = threading.Lock()
 _MAX_IDLE = 4
 
 
 def _store_key(store: IntegrityStore) -> str:
-    key = _keys.get(store)
-    if key is None:
-        key = _keys[store] = store.location.url.render_as_string(hide_password=False)
-    return key
+    return store.location.key
 
 
 def _connect(store: IntegrityStore) -> Any:
@@ -373,7 +410,10 @@ def close_connections() -> None:
 
 
 def _forget_connections_after_fork() -> None:
-    # The parent's connections are not ours; psycopg does not close them when collected in a child.
+    # The parent's connections are not ours; psycopg does not close them when collected in a child. A thread
+    # of the parent (the chaining thread, for one) may have held the lock at the fork.
+    global _idle_lock
+    _idle_lock = threading.Lock()
     _idle.clear()
 
 

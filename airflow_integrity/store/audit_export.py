@@ -1,7 +1,8 @@
 """Export of the audit trail for reviewers, as JSON Lines or CSV, stating whether the chain verified.
 
-Every export first verifies the whole chain (:func:`airflow_integrity.store.audit_verify.verify`)
-and then writes the matching events up to the head it verified:
+Every export first chains the events recorded and not chained yet, so that it holds every event recorded
+before it began, verifies the whole chain (:func:`airflow_integrity.store.audit_verify.verify`) and then
+writes the matching events up to the head it verified:
 
 JSON Lines
     a first line ``{"record": "audit_export", "verified": ..., "verification": {...}, "filters": {...}}``,
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlalchemy import text
 
 from airflow_integrity.store.audit import AuditEventError, AuditRecord, format_timestamp
+from airflow_integrity.store.audit_chain import AuditLog
 from airflow_integrity.store.audit_schema import EVENT, RECORD_SELECT, field_sql, record_from_row
 from airflow_integrity.store.audit_verify import VerifyResult, verify
 
@@ -123,7 +125,8 @@ def export(
     key: CheckpointKey | Sequence[CheckpointKey] | None = None,
     with_runs: bool = True,
 ) -> ExportSummary:
-    """Verify the chain, then write the matching events to ``out`` with the verification status.
+    """Chain pending events, verify the chain, then write the matching events to ``out`` with the verification
+    status.
 
     Args:
         store: The integrity store.
@@ -152,6 +155,7 @@ def export(
         )
         if value is not None
     }
+    AuditLog(store).chain_pending()
     result = verify(store, key=key)
     trusted_below = None if result.ok else result.first_bad_seq
     rows = iter_records(

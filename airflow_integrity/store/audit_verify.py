@@ -1,9 +1,9 @@
 """Verification of the audit chain: every hash, every link, every signed checkpoint.
 
-The scan streams ``seq``, ``hash`` and the exact bytes each hash covers (``prev_hash "\\n" seq "\\n"
-body``, assembled by the database from the stored row) and re-computes SHA-256 in Python, so the
-result never depends on a hash computed by the database. The per-row loop only compares; when it
-meets the first anomaly a few targeted queries name it:
+The scan (:mod:`airflow_integrity.store.audit_scan`) streams the events in sequence order and
+re-computes each SHA-256 in Python over the exact bytes it covers (``prev_hash "\\n" seq "\\n" body``),
+so the result never depends on a hash computed by the database. When it meets the first anomaly a few
+targeted queries name it:
 
 ``gap``
     a sequence number is missing (an event was deleted), or an event links to one that is not in
@@ -23,7 +23,14 @@ meets the first anomaly a few targeted queries name it:
     a signed checkpoint does not verify (bad signature, unknown key) or the chain's hash at its
     sequence number differs from the signed one (the chain was rewritten consistently);
 ``truncated``
-    the log ends before the sequence number of a signed checkpoint.
+    the log ends before the sequence number of a signed checkpoint;
+``altered before chaining``
+    (PostgreSQL) an event recorded and not chained yet was changed in place after it was recorded: its
+    intake row was written by another transaction than the one that recorded it. It is named by the
+    sequence number it would take, the one after the head.
+
+Events recorded and not chained yet (PostgreSQL, usually for less than a second) are counted in
+``pending`` and not covered by the chain's verification.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +46,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from airflow_integrity.store.audit import GENESIS_HASH
-from airflow_integrity.store.audit_schema import (
-    AUDIT_TABLES,
-    EVENT,
-    INTAKE,
-    message_sql,
-)
+from airflow_integrity.store.audit_scan import Scan
+from airflow_integrity.store.audit_schema import AUDIT_TABLES, EVENT, INTAKE
 from airflow_integrity.store.checkpoints import Checkpoint, CheckpointKey, list_checkpoints, store_id
 
 if TYPE_CHECKING:
@@ -57,6 +60,7 @@ FORGED_INSERT = "forged insert"
 FIELD_MISMATCH = "field mismatch"
 CHECKPOINT_MISMATCH = "checkpoint mismatch"
 TRUNCATED = "truncated"
+ALTERED_BEFORE_CHAINING = "altered before chaining"
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class VerifyResult:
         verified_from: The first sequence number verified (after a trusted checkpoint, or 1).
         checkpoints: Checkpoints whose head hash matched the chain.
         signatures_checked: Whether checkpoint signatures were checked (a key was given).
-        pending: Events recorded but not chained yet (the next append chains them).
+        pending: Events recorded but not chained yet, so not covered by this verification (PostgreSQL).
         warnings: Findings that do not break the chain, such as a disabled append-only trigger.
     """
 
@@ -97,9 +101,10 @@ class VerifyResult:
             return f"first bad seq {self.first_bad_seq}: {self.reason}: {self.detail}"
         signed = "signatures verified" if self.signatures_checked else "signatures not checked (no key given)"
         since = f" (from seq {self.verified_from})" if self.verified_from > 1 else ""
+        pending = f"; {self.pending} recorded event(s) not chained yet" if self.pending else ""
         return (
             f"{self.count} events verified{since}, head seq {self.head_seq}, head hash {self.head_hash}; "
-            f"{self.checkpoints} checkpoint(s) matched, {signed}"
+            f"{self.checkpoints} checkpoint(s) matched, {signed}{pending}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,16 +148,12 @@ def verify(
             trusted = _trusted_start(conn, checkpoints, keys, identity)
             if trusted is not None:
                 start_seq, start_hash = trusted.seq + 1, trusted.head_hash
-        scan = _Scan(start_seq, start_hash, {cp.seq for cp in checkpoints})
-        batches = _rows(conn, store.backend, start_seq, batch_size)
-        try:
-            anomaly = scan.run(batches)
-        finally:
-            batches.close()
+        scan = Scan(start_seq, start_hash, {cp.seq for cp in checkpoints})
+        anomaly = scan.run(conn, store.backend, batch_size)
         problem = _diagnose(conn, scan, anomaly, start_seq) if anomaly is not None else None
         if problem is None and _generated_altered(conn, store.backend):
             problem = _first_field_mismatch(conn, start_seq)
-        pending = _pending(conn) if store.backend == "postgresql" else 0
+        pending, altered = _pending(conn) if store.backend == "postgresql" else (0, None)
     matched, cp_problem = _check_checkpoints(
         checkpoints, keys, identity, scan, start_seq, chain_intact=problem is None
     )
@@ -160,8 +161,15 @@ def verify(
         problem = cp_problem
     if not keys and checkpoints:
         warnings.append("checkpoint signatures were not checked: no key was given")
+    if problem is None and altered is not None:
+        problem = _Problem(scan.seq, ALTERED_BEFORE_CHAINING, altered)
     if pending:
-        warnings.append(f"{pending} recorded event(s) are not chained yet; the next append chains them")
+        warnings.append(
+            f"{pending} recorded event(s) are not chained yet, so this verification does not cover them; the "
+            "process that recorded them chains them within about a second, or, if it ended first, the next "
+            "chaining does (a later event, the end of a DAG run, `airflow integrity audit export` or `audit "
+            "checkpoint`)"
+        )
     count = scan.seq - start_seq
     if problem is not None:
         count = max(0, min(count, problem.seq - start_seq))
@@ -181,71 +189,11 @@ def verify(
     )
 
 
-class _Scan:
-    """The streaming check: sequence continuity, links and hashes, remembering hashes at checkpoints."""
-
-    def __init__(self, seq: int, head: str, marks: set[int]) -> None:
-        self.seq = seq  # the next sequence number expected
-        self.head = head  # hash of the last event verified
-        self.before_head: str | None = None  # hash of the event before that
-        self.marks = marks
-        self.at_marks: dict[int, str] = {seq - 1: head}
-
-    def run(self, batches: Iterable[Iterable[Any]]) -> tuple[int, str, Any] | None:
-        sha = hashlib.sha256
-        seq, head, before, marks, at_marks = self.seq, self.head, self.before_head, self.marks, self.at_marks
-        head_bytes = head.encode("ascii")
-        try:
-            for rows in batches:
-                for row in rows:
-                    number, digest, message = row
-                    try:
-                        if number != seq or message[:64] != head_bytes or sha(message).hexdigest() != digest:
-                            return row
-                    except TypeError:  # a NULL body or hash
-                        return row
-                    before, head = head, digest
-                    head_bytes = digest.encode("ascii")
-                    seq += 1
-                    if number in marks:
-                        at_marks[number] = digest
-        finally:
-            self.seq, self.head, self.before_head = seq, head, before
-        return None
-
-
-def _rows(conn: Connection, backend: str, start: int, batch_size: int) -> Generator[Iterable[Any], None, None]:
-    """Batches of ``(seq, hash, message bytes)`` rows in sequence order, from ``start``.
-
-    PostgreSQL streams the result (the server keeps producing rows while Python checks them) inside a
-    savepoint, so that stopping early, which cancels the query, leaves the transaction usable.
-    """
-    message = message_sql(backend)
-    query = f"SELECT e.seq, e.hash, {message} FROM {EVENT} AS e WHERE e.seq >= {int(start)} ORDER BY e.seq"
-    driver: Any = conn.connection.driver_connection
-    if backend == "postgresql":
-        driver.execute("SAVEPOINT integrity_audit_scan")
-        stream = driver.cursor(binary=True).stream(query, size=batch_size)
-        try:
-            yield stream
-        finally:
-            stream.close()
-            driver.execute("ROLLBACK TO SAVEPOINT integrity_audit_scan")
-        return
-    cursor = driver.cursor()
-    try:
-        cursor.execute(query)
-        while rows := cursor.fetchmany(batch_size):
-            yield rows
-    finally:
-        cursor.close()
-
-
 def _exists(conn: Connection, where: str, params: dict[str, Any]) -> int | None:
     return conn.execute(text(f"SELECT e.seq FROM {EVENT} AS e WHERE {where} LIMIT 1"), params).scalar()
 
 
-def _diagnose(conn: Connection, scan: _Scan, row: tuple[int, str, Any], start: int) -> _Problem:
+def _diagnose(conn: Connection, scan: Scan, row: tuple[int, str, Any], start: int) -> _Problem:
     """Name the first anomaly: the row the scan stopped at, against what it expected."""
     number, digest, message = row
     expected, head, before = scan.seq, scan.head, scan.before_head
@@ -307,7 +255,7 @@ def _check_checkpoints(
     checkpoints: list[Checkpoint],
     keys: dict[str, CheckpointKey],
     identity: str,
-    scan: _Scan,
+    scan: Scan,
     start: int,
     *,
     chain_intact: bool,
@@ -353,18 +301,30 @@ def _check_checkpoints(
     return matched, None
 
 
-def _pending(conn: Connection) -> int:
-    """Intake rows the last chaining could not see and nobody has chained since (index lookups only)."""
+def _pending(conn: Connection) -> tuple[int, str | None]:
+    """Intake rows the last chaining could not see and nobody has chained since (index lookups only): how
+    many, and what is wrong with the first one changed in place since it was recorded, if any.
+
+    A writer inserts its intake row in one top-level transaction (no savepoint), so the row version's ``xmin``
+    is the low 32 bits of the ``txid`` the row recorded; an UPDATE writes a new version with another xmin.
+    """
     head = conn.execute(text(f"SELECT chain_xmax, chain_xip FROM {EVENT} ORDER BY seq DESC LIMIT 1")).first()
     xmax, xip = (head[0] or 0, head[1] or []) if head else (0, [])
-    return int(
-        conn.execute(
-            text(
-                f"SELECT count(*) FROM {INTAKE} AS i WHERE (i.txid >= :xmax OR i.txid = ANY(:xip)) "
-                f"AND NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id)"
-            ),
-            {"xmax": xmax, "xip": list(xip)},
-        ).scalar_one()
+    count, altered = conn.execute(
+        text(
+            f"SELECT count(*), min(i.id) FILTER (WHERE i.txid % 4294967296 <> i.xmin::text::bigint) "
+            f"FROM {INTAKE} AS i WHERE (i.txid >= :xmax OR i.txid = ANY(:xip)) "
+            f"AND NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id)"
+        ),
+        {"xmax": xmax, "xip": list(xip)},
+    ).one()
+    if altered is None:
+        return int(count), None
+    event_id = conn.execute(text(f"SELECT event_id FROM {INTAKE} WHERE id = :id"), {"id": altered}).scalar()
+    return int(count), (
+        f"event {event_id} (intake row {altered}), recorded and not chained yet, was changed after it was "
+        "recorded: its row was rewritten by another transaction (an UPDATE with the append-only trigger "
+        "switched off)"
     )
 
 

@@ -70,7 +70,7 @@ def get_engine(location: StoreLocation, *, busy_timeout: float = 60.0) -> Engine
 
     Engines are never shared across a fork: a child process gets its own.
     """
-    key = (location.url.render_as_string(hide_password=False), os.getpid(), busy_timeout)
+    key = (location.key, os.getpid(), busy_timeout)
     with _lock:
         engine = _engines.get(key)
         if engine is None:

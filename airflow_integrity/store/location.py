@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ class StoreLocation:
     def display(self) -> str:
         """The URL with the password hidden, safe for logs and error messages."""
         return self.url.render_as_string(hide_password=True)
+
+    @cached_property
+    def key(self) -> str:
+        """The whole URL, password included: what identifies the store within a process. Never log it."""
+        return self.url.render_as_string(hide_password=False)
 
     @classmethod
     def sqlite(cls, path: Path | str, *, source: str = "embedded SQLite store") -> StoreLocation:

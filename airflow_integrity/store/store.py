@@ -126,7 +126,7 @@ class IntegrityStore:
 
     @property
     def _key(self) -> str:
-        return self.location.url.render_as_string(hide_password=False)
+        return self.location.key
 
     def describe(self) -> StoreStatus:
         """Report backend, location, store id and schema revision."""

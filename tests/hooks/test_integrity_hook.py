@@ -92,3 +92,19 @@ def test_hook_metadata_matches_provider_info():
     behaviour = IntegrityCheckHook.get_ui_field_behaviour()
     assert set(behaviour) == {"hidden_fields", "relabeling", "placeholders"}
     assert os.environ.get("AIRFLOW_CONN_INTEGRITY_DEFAULT") is None
+
+
+def test_settings_and_connection_are_reused_and_reread_when_their_variables_change(tmp_path, monkeypatch):
+    from airflow_integrity.settings import load_settings
+
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__AUDIT_ON_STORE_ERROR", "spool")
+    assert load_settings() is load_settings()  # read once while nothing changes
+    assert IntegrityCheckHook()._settings.audit_on_store_error == "spool"
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__AUDIT_ON_STORE_ERROR", "fail")
+    assert IntegrityCheckHook()._settings.audit_on_store_error == "fail"
+
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{first}")
+    assert IntegrityCheckHook().get_location().url.database == str(first)
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{second}")
+    assert IntegrityCheckHook().get_location().url.database == str(second)

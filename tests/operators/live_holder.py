@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
+from airflow_integrity.store.audit_chain import AuditLog
 from airflow_integrity.store.audit_export import iter_records
 from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
 from airflow_integrity.store.ledger_heartbeat import LeaseHeartbeat
@@ -27,6 +28,7 @@ def hold_until_conflict(url: str, namespace: str, key: str, inputs: Any, result:
         deadline = time.monotonic() + 120
         with LeaseHeartbeat(ledger, outcome.lease):
             while time.monotonic() < deadline:
+                AuditLog(store).chain_pending()
                 events = [
                     r for _, r in iter_records(store, business_key=key, with_runs=False) if not isinstance(r, str)
                 ]

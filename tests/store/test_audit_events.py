@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+import signal
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from airflow_integrity.store import IntegrityStore
+from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.audit import (
     GENESIS_HASH,
     MAX_DETAILS_BYTES,
@@ -149,8 +153,8 @@ def test_appending_the_same_event_id_again_records_it_once(store: IntegrityStore
 @pytest.mark.integration
 def test_record_is_durable_at_once_and_chained_in_a_batch(store: IntegrityStore) -> None:
     log = AuditLog(store)
-    first = log.record(event(details={"i": 0}), batch=1000)
-    receipts = log.record_many([event(details={"i": i}) for i in range(1, 6)], batch=1000)
+    first = log.record(event(details={"i": 0}), batch=1000, chain_within=None)
+    receipts = log.record_many([event(details={"i": i}) for i in range(1, 6)], batch=1000, chain_within=None)
     result = verify(store)
     assert result.ok
     if store.backend == "sqlite":
@@ -159,17 +163,68 @@ def test_record_is_durable_at_once_and_chained_in_a_batch(store: IntegrityStore)
     # The first record of a process chains what waits; the next ones wait for a batch (or a second).
     assert result.head_seq == 1 and result.pending == 5
     assert not any(r.chained for r in receipts)
-    assert (
-        log.record(event(event_id=receipts[0].event_id, details={"i": 1})).recorded_at == receipts[0].recorded_at
-    )
+    again = log.record(event(event_id=receipts[0].event_id, details={"i": 1}), chain_within=None)
+    assert again.recorded_at == receipts[0].recorded_at
     with pytest.raises(AuditEventError, match="already recorded"):
-        log.record(event(event_id=receipts[0].event_id, details={"i": -1}))
+        log.record(event(event_id=receipts[0].event_id, details={"i": -1}), chain_within=None)
     assert log.chain_pending() == 5
     records = {seq: r for seq, r in iter_records(store)}
     assert [records[seq].details["i"] for seq in sorted(records)] == [0, 1, 2, 3, 4, 5]
     assert verify(store).pending == 0
-    log.record_many([event(details={"i": i}) for i in range(6, 10)], batch=5)  # intake ids 7..10: 10 % 5 == 0
+    # intake ids 7..10: 10 % 5 == 0
+    log.record_many([event(details={"i": i}) for i in range(6, 10)], batch=5, chain_within=None)
     assert verify(store).head_seq == 10
+
+
+@pytest.mark.integration
+def test_what_a_process_recorded_and_left_unchained_is_chained_soon_by_itself(pg_database: str) -> None:
+    store = IntegrityStore(StoreLocation.from_url(pg_database))
+    store.migrate()
+    log = AuditLog(store)
+    log.record(event(details={"i": 0}))  # a process's first record chains what waits
+    receipts = log.record_many([event(details={"i": i}) for i in range(1, 4)], batch=1000, chain_within=0.2)
+    assert not any(r.chained for r in receipts)
+    deadline = time.monotonic() + 30
+    while verify(store).pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = verify(store)
+    assert result.ok and result.pending == 0 and result.head_seq == 4, result.summary()
+
+
+def _record_and_exit(url: str, count: int, kill: bool) -> None:
+    log = AuditLog(IntegrityStore(StoreLocation.from_url(url)))
+    log.record(event(details={"i": -1}))
+    for i in range(count):
+        log.record(event(details={"i": i}), batch=1000, chain_within=600)
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_a_process_that_exits_chains_what_it_recorded_and_one_killed_leaves_it_to_the_next(
+    pg_database: str,
+) -> None:
+    store = IntegrityStore(StoreLocation.from_url(pg_database))
+    store.migrate()
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_record_and_exit, args=(pg_database, 3, False))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    result = verify(store)
+    assert result.ok and result.pending == 0 and result.head_seq == 4, result.summary()
+
+    proc = ctx.Process(target=_record_and_exit, args=(pg_database, 3, True))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == -signal.SIGKILL
+    result = verify(store)
+    assert result.ok and result.pending == 3 and result.head_seq == 5, result.summary()
+    assert "3 recorded event(s) not chained yet" in result.summary()
+    assert any("not chained yet" in warning for warning in result.warnings)
+    AuditLog(store).record(event(details={"i": "next"}), chain_within=None)  # the first record of this process
+    result = verify(store)
+    assert result.ok and result.pending == 0 and result.head_seq == 9, result.summary()
 
 
 @pytest.mark.integration

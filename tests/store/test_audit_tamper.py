@@ -7,6 +7,7 @@ SQLite ``DROP TRIGGER``) and rewrite rows directly; they know the (public) hash 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,8 +18,9 @@ from sqlalchemy.engine import Connection
 from airflow_integrity.store import IntegrityStore
 from airflow_integrity.store.audit import AuditEvent, canonical_json, chain_hash
 from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_schema import AUDIT_TABLES, CHECKPOINT, EVENT
+from airflow_integrity.store.audit_schema import AUDIT_TABLES, CHECKPOINT, EVENT, INTAKE
 from airflow_integrity.store.audit_verify import (
+    ALTERED_BEFORE_CHAINING,
     CHECKPOINT_MISMATCH,
     FIELD_MISMATCH,
     FORGED_INSERT,
@@ -228,3 +230,92 @@ def test_disabled_triggers_are_reported_even_when_the_chain_is_intact(trail: Int
     result = verify(trail)
     assert result.ok
     assert any(EVENT in w and "trigger" in w for w in result.warnings)
+
+
+# Long chains: verify reads them in large stretches (PostgreSQL: one row per 1,000 events; SQLite: the table in
+# insertion order) and hands the first stretch it does not accept to the row-by-row pass that names the anomaly.
+LONG = 2_500
+
+
+@pytest.fixture
+def long_trail(store: IntegrityStore) -> IntegrityStore:
+    record(store, LONG)
+    return store
+
+
+def test_an_edit_deep_in_a_long_chain_is_caught_at_its_event(long_trail: IntegrityStore) -> None:
+    assert verify(long_trail).count == LONG
+    with tampering(long_trail) as conn:
+        conn.execute(
+            text(f"UPDATE {EVENT} SET body = :b WHERE seq = 1700"), {"b": body_with(conn, 1700, actor="mallory")}
+        )
+    assert_caught(long_trail, 1700, HASH_MISMATCH)
+
+
+def test_more_than_a_stretch_of_deleted_events_is_a_gap_at_the_first(long_trail: IntegrityStore) -> None:
+    with tampering(long_trail) as conn:
+        conn.execute(text(f"DELETE FROM {EVENT} WHERE seq BETWEEN 1001 AND 2100"))
+    assert_caught(long_trail, 1001, GAP)
+
+
+def test_events_swapped_deep_in_a_long_chain_are_a_reorder(long_trail: IntegrityStore) -> None:
+    with tampering(long_trail) as conn:
+        conn.execute(text(f"UPDATE {EVENT} SET seq = {SHIFT} WHERE seq = 1999"))
+        conn.execute(text(f"UPDATE {EVENT} SET seq = 1999 WHERE seq = 2000"))
+        conn.execute(text(f"UPDATE {EVENT} SET seq = 2000 WHERE seq = {SHIFT}"))
+    assert_caught(long_trail, 1999, REORDER)
+
+
+def test_a_second_event_with_an_existing_number_stored_last_is_a_forged_insert(long_trail: IntegrityStore) -> None:
+    # Stored after every other row, the copy does not follow its number in the table's own order.
+    with tampering(long_trail) as conn:
+        if long_trail.backend == "postgresql":
+            conn.execute(text(f"ALTER TABLE {EVENT} DROP CONSTRAINT {EVENT}_pkey"))
+        else:
+            conn.execute(text(f"CREATE TABLE unkeyed AS SELECT * FROM {EVENT}"))
+            conn.execute(text(f"DROP TABLE {EVENT}"))
+            conn.execute(text(f"ALTER TABLE unkeyed RENAME TO {EVENT}"))
+        conn.execute(
+            text(
+                f"INSERT INTO {EVENT} (seq, body, prev_hash, hash) "
+                f"SELECT seq, body, prev_hash, hash FROM {EVENT} WHERE seq = 1200"
+            )
+        )
+    assert_caught(long_trail, 1200, FORGED_INSERT)
+
+
+def test_a_checkpoint_deep_in_a_long_chain_catches_a_consistent_rewrite_before_it(store: IntegrityStore) -> None:
+    record(store, 1_500)
+    create_checkpoint(store, KEY)
+    record(store, 1_000, start=5_000)
+    result = verify(store, key=KEY)
+    assert (result.ok, result.count, result.checkpoints) == (True, LONG, 1), result.summary()
+    since = verify(store, key=KEY, from_checkpoint=True)
+    assert (since.ok, since.verified_from, since.count) == (True, 1_501, 1_000), since.summary()
+    with tampering(store) as conn:
+        conn.execute(
+            text(f"UPDATE {EVENT} SET body = :b WHERE seq = 1300"), {"b": body_with(conn, 1300, actor="mallory")}
+        )
+        rehash_from(conn, 1300)
+    assert_caught(store, 1, CHECKPOINT_MISMATCH, key=KEY)
+
+
+def test_a_recorded_event_altered_before_it_was_chained_is_named(store: IntegrityStore) -> None:
+    if store.backend == "sqlite":
+        pytest.skip("SQLite chains every event as it is recorded: there is no intake row to alter")
+    record(store, 3)
+    pending = str(uuid.uuid4())
+    with store.begin() as conn:  # recorded by a writer that has not chained it yet
+        conn.execute(
+            text(f"INSERT INTO {INTAKE} (event_id, event_type, actor, details) VALUES (:e, 'paid', 'w', :d)"),
+            {"e": pending, "d": canonical_json({"amount": 10})},
+        )
+    assert verify(store).ok and verify(store).pending == 1
+    with tampering(store) as conn:
+        conn.execute(
+            text(f"UPDATE {INTAKE} SET details = :d WHERE event_id = :e"),
+            {"d": canonical_json({"amount": 10_000}), "e": pending},
+        )
+    result = verify(store)
+    assert (result.ok, result.first_bad_seq, result.reason) == (False, 4, ALTERED_BEFORE_CHAINING), result
+    assert pending in (result.detail or "") and result.count == 3
