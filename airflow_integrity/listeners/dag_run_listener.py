@@ -52,15 +52,18 @@ def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = Fal
 
     try:
         state = getattr(dag_run, "state", None)
+        run_type = getattr(dag_run, "run_type", None)
+        dag_version = getattr(dag_run, "created_dag_version_id", None)
         event = AuditEvent(
             event_type=event_type,
             actor=actor(current_user()),
             dag_id=getattr(dag_run, "dag_id", None),
             run_id=getattr(dag_run, "run_id", None),
             bundle_version=getattr(dag_run, "bundle_version", None),
+            dag_version=str(dag_version) if dag_version is not None else None,
             details={
                 "state": None if state is None else str(getattr(state, "value", state)),
-                "run_type": str(getattr(getattr(dag_run, "run_type", None), "value", None) or "") or None,
+                "run_type": None if run_type is None else str(getattr(run_type, "value", run_type)),
                 "message": (msg or None) and str(msg)[:2000],
             },
         )

@@ -39,7 +39,8 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
     store = IntegrityStore(StoreLocation.from_url(store_uri))
     with store.read() as conn:
         store_id = conn.execute(text("SELECT store_id FROM integrity_store_info")).scalar_one()
-    events = [(r.event_type, r.task_id, r.actor) for _, r in iter_records(store, run_id=run_id)]
+    records = [r for _, r in iter_records(store, run_id=run_id) if not isinstance(r, str)]
+    events = [(r.event_type, r.task_id, r.actor) for r in records]
     assert verify(store).ok
     # The worker returned the identity of the very store the test created, and the API server sees it too.
     assert returned == store_id
@@ -51,3 +52,8 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
         actors = {actor for _, task_id, actor in events if task_id == ti["task_id"]}
         assert all(actor.startswith("worker@") for actor in actors), events
     assert any(kind == "dag_run.success" and actor.startswith("scheduler@") for kind, _, actor in events), events
+    # Run events name how the run was made and the DAG version it was created from, as the task events do.
+    run_events = [r for r in records if r.event_type.startswith("dag_run.")]
+    task_versions = {r.dag_version for r in records if r.task_id}
+    assert run_events and all(r.details["run_type"] == "manual" for r in run_events), run_events
+    assert {r.dag_version for r in run_events} == task_versions and None not in task_versions, records
