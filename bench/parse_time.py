@@ -8,14 +8,14 @@ subclasses, ``@task``) two ways, alternating the files in every round:
     a fresh Python process per parse: Airflow is imported (``import airflow.sdk``) untimed, then the DAG file is
     imported and executed (timed), as the DAG file's own imports cost a process that starts from Airflow alone;
 ``dag-processor``
-    what Airflow's DAG processor does: a parent process plays the processor manager (imports
-    ``airflow.dag_processing.processor`` and, as ``[dag_processor] parsing_pre_import_modules`` does, imports
-    the ``airflow.*`` modules a DAG file names before forking for it), then forks one child per parse, and the
-    child runs the processor's own ``_parse_file`` (``BundleDagBag`` load + DAG serialization). Three managers:
-    one that has pre-imported what both files name (a folder holding both; the manager keeps what it imported),
-    one per file that has pre-imported only that file's names (a folder holding only that kind of DAG), and the
-    first one with airflow-integrity's operator modules imported as well (what an ``airflow_local_settings``
-    module importing them gives every Airflow process), which leaves the parse itself.
+    what Airflow's DAG processor does: a parent process plays the processor manager (loads the plugins, as
+    starting the processor's Job does through the listener manager, which makes airflow-integrity's plugin
+    pre-import the operator modules; imports ``airflow.dag_processing.processor`` and, as ``[dag_processor]
+    parsing_pre_import_modules`` does, the ``airflow.*`` modules a DAG file names before forking for it), then
+    forks one child per parse, and the child runs the processor's own ``_parse_file`` (``BundleDagBag`` load +
+    DAG serialization). Two managers: one that has pre-imported what both files name (a folder holding both;
+    the manager keeps what it imported), and one per file that has pre-imported only that file's names (a
+    folder holding only that kind of DAG).
 
 Every parse reports wall and CPU time and whether ``great_expectations``, ``pandas`` or ``numpy`` got imported
 (they must not). The ratio integrity / plain is taken per round (medians of the parses in it) and the median of
@@ -124,19 +124,19 @@ def _parse_in_child(processor: Any, log: Any, path: str, out_fd: int) -> int:
         return 1
 
 
-def _processor_child(paths: list[str], forks: int, preload: bool) -> None:
-    import importlib
-
+def _processor_child(paths: list[str], forks: int) -> None:
     import structlog
     from airflow.dag_processing import processor
 
     log = structlog.get_logger(logger_name="bench")
+    # The DAG processor is a Job: starting it calls the listener manager, which loads the plugins (ours
+    # among them) in the manager, before any fork.
+    from airflow.listeners.listener import get_listener_manager
+
+    get_listener_manager()
     gc.freeze()  # as the manager does before its parsing loop
     for path in paths:  # the manager pre-imports what every file of its folder names, before it forks for it
         processor._pre_import_airflow_modules(path, log)
-    if preload:
-        for module in PACKAGE_MODULES:
-            importlib.import_module(module)
     results: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
     for i in range(forks):
         for path in paths if i % 2 == 0 else list(reversed(paths)):
@@ -224,7 +224,6 @@ def main() -> None:
     parser.add_argument("--mode", choices=("fresh", "dag-processor", "both"), default="both")
     parser.add_argument("--fresh-child", help=argparse.SUPPRESS)
     parser.add_argument("--processor-child", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--preload", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--package-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fresh_child:
@@ -234,7 +233,7 @@ def main() -> None:
         _package_child()
         return
     if args.processor_child:
-        _processor_child(args.processor_child, args.forks_per_round, args.preload)
+        _processor_child(args.processor_child, args.forks_per_round)
         return
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -268,15 +267,13 @@ def main() -> None:
         if args.mode in ("dag-processor", "both"):
             shared: dict[str, list[list[dict[str, Any]]]] = {kind: [] for kind in FILES}
             own: dict[str, list[list[dict[str, Any]]]] = {kind: [] for kind in FILES}
-            preloaded: dict[str, list[list[dict[str, Any]]]] = {kind: [] for kind in FILES}
             forks = ["--forks-per-round", str(args.forks_per_round)]
             for r in range(args.rounds):
                 kinds = list(FILES) if r % 2 == 0 else list(reversed(list(FILES)))
                 both = ["--processor-child", *(str(FILES[k]) for k in kinds), *forks]
-                for variant, extra in ((shared, []), (preloaded, ["--preload"])):
-                    results = _run([*both, *extra], env)
-                    for kind in FILES:
-                        variant[kind].append(results[str(FILES[kind])])
+                results = _run(both, env)
+                for kind in FILES:
+                    shared[kind].append(results[str(FILES[kind])])
                 for kind in kinds:
                     own[kind].append(_run(["--processor-child", str(FILES[kind]), *forks], env)[str(FILES[kind])])
                 loads.append(os.getloadavg()[0])
@@ -286,11 +283,6 @@ def main() -> None:
                 )
             )
             _print(_summary("DAG processor, manager pre-imported only the parsed file's airflow.* names", own))
-            _print(
-                _summary(
-                    "DAG processor, both files' names and airflow-integrity's operators pre-imported", preloaded
-                )
-            )
     print(f"load average (1 min) during the rounds: {min(loads):.2f}-{max(loads):.2f}")
 
 

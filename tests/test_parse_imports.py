@@ -43,3 +43,21 @@ def test_importing_every_operator_loads_no_run_time_module() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_loading_the_plugin_pre_imports_the_operator_modules_and_nothing_run_time() -> None:
+    # The DAG processor loads plugins before it forks for each parse: what the plugin imports, parses inherit.
+    probe = (
+        "import json, sys\nimport airflow_integrity.plugin as plugin\n"
+        "print(json.dumps([[m for m in plugin.DAG_AUTHORING_MODULES if m not in sys.modules],"
+        f" sorted(m for m in {RUN_TIME_ONLY!r} if m in sys.modules)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    missing, run_time = json.loads(done.stdout.strip().splitlines()[-1])
+    assert missing == [] and run_time == []
+    # The plugin pre-imports exactly the modules a DAG file imports from the package.
+    from airflow_integrity.plugin import DAG_AUTHORING_MODULES
+
+    named = {line.split()[1] for line in IMPORTS.strip().splitlines()}
+    assert named == set(DAG_AUTHORING_MODULES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 from typing import Any
 
 from airflow.sdk.plugins_manager import AirflowPlugin
@@ -11,6 +13,35 @@ from airflow_integrity.plugin.middleware import RequestUserMiddleware
 from airflow_integrity.plugin.task_end_watch import TaskEndWatchMiddleware
 
 URL_PREFIX = "/integrity"
+# What DAG files import from the package: light modules (their heavy dependencies load when a task runs).
+DAG_AUTHORING_MODULES = (
+    "airflow_integrity.operators.http",
+    "airflow_integrity.operators.idempotent",
+    "airflow_integrity.operators.validate",
+    "airflow_integrity.sensors.idempotency",
+    "airflow_integrity.sensors.validated_data",
+    "airflow_integrity.decorators.idempotent",
+    "airflow_integrity.decorators.validated",
+)
+
+log = logging.getLogger(__name__)
+
+
+def preload_dag_authoring_modules() -> None:
+    """Import the operator, sensor and decorator modules in the process that loads the plugins.
+
+    Airflow's DAG processor loads plugins when it starts and forks a process for every parse of a DAG file;
+    a module imported here is inherited by each of them, so a DAG file using these operators parses as fast
+    as one using Airflow's own (the processor pre-imports only the ``airflow.*`` modules a file names).
+    """
+    for name in DAG_AUTHORING_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a broken optional import must not keep Airflow from loading its plugins
+            log.exception("airflow-integrity: %s could not be pre-imported", name)
+
+
+preload_dag_authoring_modules()
 
 
 class IntegrityPlugin(AirflowPlugin):
