@@ -124,6 +124,10 @@ class IntegrityStore:
             _checked.add(self._key)
         return result
 
+    def _at_head(self) -> bool:
+        with self.read() as connection:
+            return migrate.is_at_head(connection)
+
     @property
     def _key(self) -> str:
         return self.location.key
@@ -151,6 +155,10 @@ class IntegrityStore:
         with _checked_lock:
             if self._key in _checked:
                 return
+        if self._at_head():
+            with _checked_lock:
+                _checked.add(self._key)
+            return
         if auto_migrate:
             self.migrate()
             return
