@@ -33,6 +33,7 @@ class IntegritySettings:
     spool_dir: Path
     checkpoint_key_conn_id: str = ""
     checkpoint_interval: float = 3600.0
+    preload_validation: bool = True
 
 
 _OPTIONS = (
@@ -44,6 +45,7 @@ _OPTIONS = (
     "spool_dir",
     "checkpoint_key_conn_id",
     "checkpoint_interval",
+    "preload_validation",
 )
 # What can change the section while a process runs: the environment variables Airflow reads it from (none of
 # its options is sensitive, so no _CMD or _SECRET variant applies).
@@ -80,6 +82,7 @@ def _read_settings() -> IntegritySettings:
         spool_dir=Path(spool).expanduser() if spool else airflow_home() / "integrity-spool",
         checkpoint_key_conn_id=(conf.get(SECTION, "checkpoint_key_conn_id", fallback="") or "").strip(),
         checkpoint_interval=conf.getfloat(SECTION, "checkpoint_interval", fallback=3600.0),
+        preload_validation=conf.getboolean(SECTION, "preload_validation", fallback=True),
     )
 
 
