@@ -20,11 +20,11 @@ from airflow_integrity.store import (
 )
 from airflow_integrity.store.audit import AuditEvent, Recorded
 from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.ledger import IdempotencyLedger
 from airflow_integrity.store.spool import AuditSpool
 
 if TYPE_CHECKING:
     from airflow_integrity.hooks.validation import ValidationRun
+    from airflow_integrity.store.ledger import IdempotencyLedger
     from airflow_integrity.store.validation_results import StoredValidationResult
 
 
@@ -155,6 +155,8 @@ class IntegrityCheckHook(BaseHook):
 
     def get_ledger(self, namespace: str = "default") -> IdempotencyLedger:
         """The idempotency ledger of this store (close it, or use it as a context manager)."""
+        from airflow_integrity.store.ledger import IdempotencyLedger
+
         return IdempotencyLedger(self.get_store(), namespace=namespace)
 
     # -- audit trail -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Under the LocalExecutor the scheduler loads GX once, and every task process it forks inherits it."""
+"""Under the LocalExecutor the scheduler loads GX and the task modules once; every task process inherits them."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ def test_task_processes_start_with_great_expectations_loaded_by_the_scheduler(
 
     assert state == "success", f"{tis}\n{logs}"
     assert {ti["state"] for ti in tis.values()} == {"success"}
-    # The task's process was forked with GX (and pandas, which GX imports) already loaded.
-    assert loaded == {"great_expectations": True, "pandas": True}
-    assert "Great Expectations loaded in" in scheduler_log
+    # The task's process was forked with GX (and pandas, which GX imports) and the package's hooks loaded.
+    assert loaded == dict.fromkeys(
+        (
+            "great_expectations",
+            "pandas",
+            "airflow_integrity.hooks.integrity",
+            "airflow_integrity.hooks.idempotency",
+        ),
+        True,
+    )
+    assert "Great Expectations in" in scheduler_log

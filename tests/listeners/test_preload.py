@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_integrity.listeners.preload import VALIDATION_MODULES, forks_task_processes
+from airflow_integrity.listeners.preload import TASK_MODULES, VALIDATION_MODULES, forks_task_processes
 
 
 class _NotAJob:
@@ -64,7 +64,7 @@ print(json.dumps({name: name in sys.modules for name in %r}))
 
 
 @pytest.mark.parametrize(("setting", "loaded"), [("True", True), ("False", False)])
-def test_on_starting_loads_the_validation_modules_unless_turned_off(
+def test_on_starting_loads_the_task_modules_and_gx_unless_turned_off(
     setting: str, loaded: bool, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__INTEGRITY__")}
@@ -74,7 +74,7 @@ def test_on_starting_loads_the_validation_modules_unless_turned_off(
         AIRFLOW__INTEGRITY__PRELOAD_VALIDATION=setting,
     )
     child = subprocess.run(
-        [sys.executable, "-c", _STARTING % (list(VALIDATION_MODULES),)],
+        [sys.executable, "-c", _STARTING % ([*TASK_MODULES, *VALIDATION_MODULES],)],
         env=env,
         capture_output=True,
         text=True,
@@ -82,4 +82,5 @@ def test_on_starting_loads_the_validation_modules_unless_turned_off(
     )
     assert child.returncode == 0, child.stderr
     modules = json.loads(child.stdout.strip().splitlines()[-1])
-    assert modules == dict.fromkeys(VALIDATION_MODULES, loaded)
+    # The package's own task modules always (they are light), GX and the validation modules unless turned off.
+    assert modules == {**dict.fromkeys(TASK_MODULES, True), **dict.fromkeys(VALIDATION_MODULES, loaded)}

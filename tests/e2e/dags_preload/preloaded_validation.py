@@ -1,4 +1,4 @@
-"""A task that reports which heavy modules its process had loaded before it ran, and a validation after it.
+"""A task that reports which modules its process had loaded before it ran, and a validation after it.
 
 The end-to-end test runs it under the LocalExecutor: with ``[integrity] preload_validation`` on, the scheduler
 loaded Great Expectations before its workers forked, so the task process already has it.
@@ -13,7 +13,12 @@ from airflow.sdk import dag, task
 
 from airflow_integrity.operators.validate import ValidateDataOperator
 
-HEAVY_MODULES = ("great_expectations", "pandas")
+PRELOADED = (
+    "great_expectations",
+    "pandas",
+    "airflow_integrity.hooks.integrity",
+    "airflow_integrity.hooks.idempotency",
+)
 
 
 @dag(
@@ -26,7 +31,7 @@ HEAVY_MODULES = ("great_expectations", "pandas")
 def preloaded_validation() -> None:
     @task
     def loaded_before_the_task() -> dict[str, bool]:
-        return {name: name in sys.modules for name in HEAVY_MODULES}
+        return {name: name in sys.modules for name in PRELOADED}
 
     ValidateDataOperator(
         task_id="validate_claims",
