@@ -706,6 +706,11 @@ class AirflowCluster:
             if not page["task_instances"] or len(items) >= page["total_entries"]:
                 return items
 
+    def returned(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """The deserialized ``return_value`` XCom of one task of a run."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        return self.api("GET", path, params={"deserialize": "true"})["value"]
+
     def _ti_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """``task_id[map_index] -> state`` for assertion messages."""
         return {

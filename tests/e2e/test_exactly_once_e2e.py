@@ -49,12 +49,6 @@ def _tries(cluster: AirflowCluster, run_id: str) -> list[dict[str, Any]]:
     return list(cluster.api("GET", path)["task_instances"])
 
 
-def _returned(cluster: AirflowCluster, run_id: str) -> Any:
-    """The return value of ``pay_claim`` in ``run_id``, from Airflow's XCom."""
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/xcomEntries/return_value"
-    return cluster.api("GET", path, params={"deserialize": "true"})["value"]
-
-
 def _kill(cluster: AirflowCluster, pid: int) -> None:
     """SIGKILL one task process of the cluster and wait until it is gone."""
     assert pid in cluster.surviving_processes(), f"pid {pid} is not a process of the cluster"
@@ -90,13 +84,13 @@ def test_a_task_killed_while_its_payment_is_in_flight_pays_once(
             _kill(cluster, held["task_pid"])
             state = cluster.wait_for_run(DAG_ID, run_id, timeout=180)
             tries = _tries(cluster, run_id)
-            returned = _returned(cluster, run_id)
+            returned = cluster.returned(DAG_ID, run_id, TASK_ID)
             after_first_run = service.stats()
 
             second_run_id = cluster.trigger(DAG_ID, conf=CONF)
             second_state = cluster.wait_for_run(DAG_ID, second_run_id, timeout=120)
             second_tries = _tries(cluster, second_run_id)
-            second_returned = _returned(cluster, second_run_id)
+            second_returned = cluster.returned(DAG_ID, second_run_id, TASK_ID)
             after_second_run = service.stats()
             logs = cluster.logs_tail()
         assert cluster.surviving_processes() == []

@@ -90,16 +90,6 @@ def _still_alive(processes: Iterable[psutil.Process]) -> list[str]:
     return alive
 
 
-def _xcom_value(cluster: AirflowCluster, run_id: str, task_id: str) -> object:
-    """The deserialized ``return_value`` XCom of one task."""
-    entry = cluster.api(
-        "GET",
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
-        params={"deserialize": "true"},
-    )
-    return entry["value"]
-
-
 @pytest.mark.e2e
 def test_cluster_runs_a_dag_triggered_over_rest(
     airflow_cluster_factory: ClusterFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -127,8 +117,8 @@ def test_cluster_runs_a_dag_triggered_over_rest(
         assert sorted(ti["task_id"] for ti in tis) == ["pause", "produce"], diagnostics
         assert all(ti["state"] == "success" for ti in tis), diagnostics
         assert cluster.dag_run(DAG_ID, run_id)["conf"] == {"echo": "hello"}
-        assert _xcom_value(cluster, run_id, "produce") == {"echo": "hello", "answer": 42}
-        assert _xcom_value(cluster, run_id, "pause") == "hello"
+        assert cluster.returned(DAG_ID, run_id, "produce") == {"echo": "hello", "answer": 42}
+        assert cluster.returned(DAG_ID, run_id, "pause") == "hello"
         assert cluster.token().count(".") == 2
         tree = _process_tree(cluster.component_pids.values())
         assert len(tree) > len(cluster.component_pids)

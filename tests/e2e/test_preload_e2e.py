@@ -23,11 +23,7 @@ def test_task_processes_start_with_great_expectations_loaded_by_the_scheduler(
         run_id = cluster.trigger(DAG_ID)
         state = cluster.wait_for_run(DAG_ID, run_id, timeout=180)
         tis = {ti["task_id"]: ti for ti in cluster.task_instances(DAG_ID, run_id)}
-        loaded = cluster.api(
-            "GET",
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/loaded_before_the_task/xcomEntries/return_value",
-            params={"deserialize": "true"},
-        )["value"]
+        loaded = cluster.returned(DAG_ID, run_id, "loaded_before_the_task")
         logs = cluster.logs_tail()
     scheduler_log = (cluster.component_log_dir / "scheduler.log").read_text()
 

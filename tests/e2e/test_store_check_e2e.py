@@ -29,11 +29,7 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
         tis = cluster.task_instances(DAG_ID, run_id)
         assert state == "success", f"{tis}\n{cluster.logs_tail()}"
         assert {ti["state"] for ti in tis} == {"success"}
-        returned = cluster.api(
-            "GET",
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/require_current_schema/xcomEntries/return_value",
-            params={"deserialize": "true"},
-        )["value"]
+        returned = cluster.returned(DAG_ID, run_id, "require_current_schema")
         health = cluster.api("GET", "/integrity/api/v1/health")
 
     store = IntegrityStore(StoreLocation.from_url(store_uri))
