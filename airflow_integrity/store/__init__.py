@@ -6,8 +6,9 @@ DAG file importing an operator (which needs only ``store.ledger_defaults``) does
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from airflow_integrity.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from airflow_integrity.store.errors import (
@@ -37,15 +38,4 @@ _MODULES = {
     "StoreUnavailableError": "errors",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULES})
+__getattr__, __dir__ = lazy_exports(globals(), _MODULES)

@@ -7,8 +7,9 @@ store or of Airflow operators.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from airflow_integrity.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from airflow_integrity.validation.data import frame_from_path, frame_from_value, records_from_json_body
@@ -53,18 +54,7 @@ _MODULES = {
     "records_from_json_body": "data",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULES})
+__getattr__, __dir__ = lazy_exports(globals(), _MODULES)
 
 
 __all__ = [
