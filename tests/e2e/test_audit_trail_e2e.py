@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,25 @@ def _kill_when_announced(folder: Path, name: str) -> int:
     return pid
 
 
+def _wait_for_parking_reported(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> None:
+    """Wait until the scheduler has handled the executor's "success" for the try that parked the task.
+
+    Airflow 3.3 fails a task whose answer re-queues it before that event is handled: the late "success" of
+    the parking process meets a queued try of the same number ("state mismatch", marked failed). A person
+    answering takes longer than that; a test must wait for the handling, as no fixed pause is long enough on
+    a loaded machine. The scheduler logs "TaskInstance Finished" with the state it read, under a row lock,
+    once it has the event in hand.
+    """
+    scheduler_log = cluster.component_log_dir / "scheduler.log"
+    handled = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+
+    poll_until(
+        lambda: handled in scheduler_log.read_text(errors="replace") or None,
+        timeout=120,
+        describe=lambda: f"the scheduler never handled the end of {task_id}'s parking try\n{cluster.logs_tail()}",
+    )
+
+
 def _tries(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
     return list(cluster.api("GET", path)["task_instances"])
@@ -91,9 +109,7 @@ def test_approvals_killed_tasks_and_the_claims_story_are_on_a_verifiable_trail(
         _kill_when_announced(shared, "killed_for_good")
 
         _wait_for_state(cluster, "claim_review", claim_run, "approve_payment", {"deferred", "awaiting_input"})
-        # Let the scheduler take in the end of the parking attempt first: Airflow fails a task answered
-        # within a fraction of a second of parking (the executor's late "success" meets a re-queued task).
-        time.sleep(5)
+        _wait_for_parking_reported(cluster, "claim_review", claim_run, "approve_payment")
         answer = cluster.api(
             "PATCH",
             f"/api/v2/dags/claim_review/dagRuns/{claim_run}/taskInstances/approve_payment/-1/hitlDetails",
