@@ -723,6 +723,11 @@ class AirflowCluster:
         path = folder / f"attempt={attempt}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def component_log(self, name: str) -> str:
+        """The whole log of one component (``scheduler``, ``api-server``, ...) so far (empty if absent)."""
+        path = self.component_log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     # ------------------------------------------------------------------------------------- CLI --
 
     def airflow_cli(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:

@@ -65,11 +65,9 @@ def _wait_for_parking_reported(cluster: AirflowCluster, dag_id: str, run_id: str
     a loaded machine. The scheduler logs "TaskInstance Finished" with the state it read, under a row lock,
     once it has the event in hand.
     """
-    scheduler_log = cluster.component_log_dir / "scheduler.log"
     handled = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
-
     poll_until(
-        lambda: handled in scheduler_log.read_text(errors="replace") or None,
+        lambda: handled in cluster.component_log("scheduler") or None,
         timeout=120,
         describe=lambda: f"the scheduler never handled the end of {task_id}'s parking try\n{cluster.logs_tail()}",
     )

@@ -25,7 +25,7 @@ def test_task_processes_start_with_great_expectations_loaded_by_the_scheduler(
         tis = {ti["task_id"]: ti for ti in cluster.task_instances(DAG_ID, run_id)}
         loaded = cluster.returned(DAG_ID, run_id, "loaded_before_the_task")
         logs = cluster.logs_tail()
-    scheduler_log = (cluster.component_log_dir / "scheduler.log").read_text()
+    scheduler_log = cluster.component_log("scheduler")
 
     assert state == "success", f"{tis}\n{logs}"
     assert {ti["state"] for ti in tis.values()} == {"success"}
