@@ -310,7 +310,8 @@ def test_a_recorded_event_altered_before_it_was_chained_is_named(store: Integrit
             text(f"INSERT INTO {INTAKE} (event_id, event_type, actor, details) VALUES (:e, 'paid', 'w', :d)"),
             {"e": pending, "d": canonical_json({"amount": 10})},
         )
-    assert verify(store).ok and verify(store).pending == 1
+    before = verify(store)
+    assert before.ok and before.pending == 1, before
     with tampering(store) as conn:
         conn.execute(
             text(f"UPDATE {INTAKE} SET details = :d WHERE event_id = :e"),
