@@ -1,4 +1,9 @@
-"""HTTP API and minimal UI of the plugin, served by Airflow's API server under ``/integrity``."""
+"""HTTP API and minimal UI of the plugin, served by Airflow's API server under ``/integrity``.
+
+Every route needs an authenticated Airflow user, the API description and its documentation pages included:
+FastAPI's own ``/openapi.json``, ``/docs`` and ``/redoc`` (served to anyone) are turned off and served here
+behind the same dependency as the API.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import html
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
@@ -20,9 +26,30 @@ def _store_status() -> dict[str, Any]:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
 
 
+def _description_url(request: Request) -> str:
+    # Airflow mounts the app under a prefix (``/integrity``), which the page must name.
+    return f"{request.scope.get('root_path', '').rstrip('/')}/openapi.json"
+
+
 def create_app() -> FastAPI:
     """Build the plugin's FastAPI app; every route requires an authenticated Airflow user."""
-    app = FastAPI(title="airflow-integrity", version="1")
+    # FastAPI would serve the description and the docs pages without authentication; they are routes below.
+    app = FastAPI(title="airflow-integrity", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(user: GetUserDep) -> dict[str, Any]:
+        """The OpenAPI description of this API."""
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(user: GetUserDep, request: Request) -> HTMLResponse:
+        """Swagger UI for this API (the browser fetches the description with the user's session cookie)."""
+        return get_swagger_ui_html(openapi_url=_description_url(request), title="airflow-integrity API")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(user: GetUserDep, request: Request) -> HTMLResponse:
+        """ReDoc for this API."""
+        return get_redoc_html(openapi_url=_description_url(request), title="airflow-integrity API")
 
     @app.get("/api/v1/health")
     def health(user: GetUserDep) -> dict[str, Any]:

@@ -26,6 +26,30 @@ def test_requests_without_credentials_are_refused() -> None:
     assert client.get("/ui/").status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+def test_api_description_and_docs_pages_need_a_user(path: str) -> None:
+    client = TestClient(create_app())
+    response = client.get(path)
+    assert response.status_code == 401
+    assert "paths" not in response.text and "swagger" not in response.text.lower()
+    assert client.get("/docs/oauth2-redirect").status_code in (401, 404)
+
+
+def test_api_description_and_docs_pages_are_served_to_a_user() -> None:
+    client = _client_as_user()
+    description = client.get("/openapi.json")
+    assert description.status_code == 200
+    paths = description.json()["paths"]
+    assert "/api/v1/health" in paths
+    assert not {"/openapi.json", "/docs", "/redoc"} & set(paths)  # the docs pages do not describe themselves
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200 and "openapi.json" in response.text
+    # Mounted under /integrity by Airflow, the pages point at the description under that prefix.
+    mounted = TestClient(client.app, root_path=URL_PREFIX)
+    assert f"{URL_PREFIX}/openapi.json" in mounted.get("/docs").text
+
+
 def test_health_reports_the_configured_store(store_conn_env: str) -> None:
     response = _client_as_user().get("/api/v1/health")
     assert response.status_code == 200
