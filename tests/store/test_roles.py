@@ -1,0 +1,418 @@
+"""The two-role PostgreSQL set-up on a real server: an owner role migrates and grants, a runtime role runs every
+product path and is refused, by privilege, every change of the audit trail and the ledger history, every DDL
+and every way of switching triggers off."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+
+from airflow_integrity.store import IntegrityStore, SchemaNotCurrentError, StoreLocation
+from airflow_integrity.store.audit import AuditEvent
+from airflow_integrity.store.audit_chain import AuditLog, close_connections
+from airflow_integrity.store.audit_export import export
+from airflow_integrity.store.audit_verify import verify
+from airflow_integrity.store.checkpoints import CheckpointKey, create_checkpoint
+from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
+from airflow_integrity.store.ledger_types import ClaimStatus
+from airflow_integrity.store.migrate import upgrade
+from airflow_integrity.store.roles import (
+    RuntimeRoleError,
+    check_runtime_role,
+    grant_runtime_role,
+    refused_migration,
+    store_grantees,
+)
+from tests.pg_roles import TwoRoles, two_roles
+
+pytestmark = pytest.mark.integration
+
+AUDIT_TABLES = ("integrity_audit_event", "integrity_audit_intake", "integrity_audit_checkpoint")
+APPEND_ONLY = (*AUDIT_TABLES, "integrity_ledger_history")
+HOLDER = {"dag_id": "claims", "run_id": "manual__1", "task_id": "pay", "try_number": 1}
+OTHER = {"dag_id": "claims", "run_id": "manual__2", "task_id": "pay", "try_number": 1}
+
+
+@dataclass(frozen=True)
+class Stores:
+    """One store database reached as its owner and as its runtime role."""
+
+    roles: TwoRoles
+    owner: IntegrityStore
+    runtime: IntegrityStore
+
+
+@contextmanager
+def _two_role_store(server, *, revisions: tuple[str, ...] = ("heads",)) -> Iterator[Stores]:  # type: ignore[no-untyped-def]
+    with two_roles(server) as roles:
+        owner = IntegrityStore(StoreLocation.from_url(roles.owner_url, source="owner connection"))
+        runtime = IntegrityStore(StoreLocation.from_url(roles.runtime_url, source="runtime connection"))
+        try:
+            for revision in revisions:
+                upgrade(owner.engine, revision)
+            yield Stores(roles, owner, runtime)
+        finally:
+            close_connections()
+            owner.engine.dispose()
+            runtime.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def granted(pg_server) -> Iterator[Stores]:  # type: ignore[no-untyped-def]
+    """A current store whose runtime role was granted by the owner (shared: its tests only add rows)."""
+    with _two_role_store(pg_server) as stores:
+        grant_runtime_role(stores.owner, stores.roles.runtime)
+        yield stores
+
+
+@pytest.fixture
+def fresh(pg_server) -> Iterator[Stores]:  # type: ignore[no-untyped-def]
+    """A current store whose runtime role holds nothing yet (for tests that change privileges)."""
+    with _two_role_store(pg_server) as stores:
+        yield stores
+
+
+def _refusal(url: str, sql: str):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.Error) as caught:
+        conn.execute(sql)
+    return caught.value
+
+
+def _held(store: IntegrityStore, role: str, table: str) -> set[str]:
+    privileges = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
+    with store.read() as conn:
+        if int(conn.execute(text("SHOW server_version_num")).scalar_one()) >= 170000:
+            privileges.append("MAINTAIN")
+        rows = conn.execute(
+            text(
+                "SELECT p, has_table_privilege(CAST(:role AS name), CAST(:t AS regclass), p) "
+                "FROM unnest(CAST(:privs AS text[])) AS p"
+            ),
+            {"role": role, "t": table, "privs": privileges},
+        ).all()
+    return {p for p, allowed in rows if allowed}
+
+
+def test_runtime_role_holds_insert_and_select_on_the_audit_trail_and_update_only_on_the_ledger_row(
+    granted: Stores,
+) -> None:
+    role = granted.roles.runtime
+    for table in (*APPEND_ONLY, "integrity_ledger_blob", "integrity_validation_result"):
+        assert _held(granted.owner, role, table) == {"SELECT", "INSERT"}, table
+    assert _held(granted.owner, role, "integrity_ledger") == {"SELECT", "INSERT", "UPDATE"}
+    for table in ("integrity_store_info", "integrity_alembic_version"):
+        assert _held(granted.owner, role, table) == {"SELECT"}, table
+    with granted.owner.read() as conn:
+        owned = conn.execute(
+            text("SELECT count(*) FROM pg_class WHERE relowner = CAST(:role AS regrole)"), {"role": role}
+        ).scalar_one()
+        trigger_function_execute = conn.execute(
+            text(
+                "SELECT bool_or(has_function_privilege(CAST(:role AS name), p.oid, 'EXECUTE')) FROM pg_proc AS p "
+                "WHERE p.proname LIKE 'integrity%' AND p.prorettype = 'trigger'::regtype"
+            ),
+            {"role": role},
+        ).scalar_one()
+    assert owned == 0 and trigger_function_execute is False
+    assert check_runtime_role(granted.owner, role) == []
+    assert store_grantees(granted.owner) == [role]
+
+
+@pytest.mark.parametrize("table", APPEND_ONLY)
+@pytest.mark.parametrize("statement", ["UPDATE {t} SET {c} = {c}", "DELETE FROM {t}", "TRUNCATE {t}"])
+def test_runtime_role_is_refused_changing_the_audit_trail_and_ledger_history_by_privilege(
+    granted: Stores, table: str, statement: str
+) -> None:
+    column = "id" if table != "integrity_audit_event" else "seq"
+    error = _refusal(granted.roles.runtime_url, statement.format(t=table, c=column))
+    # insufficient_privilege from the privilege check, before any trigger of the table could run.
+    assert error.sqlstate == "42501"
+    assert str(error).startswith(f"permission denied for table {table}"), str(error)
+
+
+REFUSED_DDL = {
+    "disable_append_only_trigger": "ALTER TABLE integrity_audit_event "
+    "DISABLE TRIGGER integrity_audit_event_append_only",
+    "disable_all_intake_triggers": "ALTER TABLE integrity_audit_intake DISABLE TRIGGER ALL",
+    "disable_history_triggers": "ALTER TABLE integrity_ledger_history DISABLE TRIGGER USER",
+    "disable_ledger_triggers": "ALTER TABLE integrity_ledger DISABLE TRIGGER ALL",
+    "drop_append_only_trigger": "DROP TRIGGER integrity_audit_event_append_only ON integrity_audit_event",
+    "drop_history_trigger": "DROP TRIGGER integrity_ledger_history_append_only ON integrity_ledger_history",
+    "drop_ledger_history_writer": "DROP TRIGGER integrity_ledger_history_on_insert ON integrity_ledger",
+    "create_trigger": "CREATE TRIGGER sneak BEFORE INSERT ON integrity_audit_intake FOR EACH ROW "
+    "EXECUTE FUNCTION integrity_audit_refuse_change()",
+    "replica_mode_skips_triggers": "SET session_replication_role = replica",
+    "become_the_owner": "SET ROLE {owner}",
+    "add_column": "ALTER TABLE integrity_audit_event ADD COLUMN note text",
+    "take_ownership": "ALTER TABLE integrity_audit_checkpoint OWNER TO CURRENT_USER",
+    "drop_table": "DROP TABLE integrity_audit_checkpoint",
+    "create_index": "CREATE INDEX sneak ON integrity_audit_event (hash)",
+    "comment": "COMMENT ON TABLE integrity_audit_event IS 'edited'",
+    "create_table": "CREATE TABLE integrity_sneak (id int)",
+    "create_temp_table": "CREATE TEMP TABLE integrity_audit_event (seq bigint)",
+    "create_schema": "CREATE SCHEMA sneak",
+    "create_function": "CREATE FUNCTION sneak() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "replace_chain_function": "CREATE OR REPLACE FUNCTION integrity_audit_chained(p_ids bigint[]) RETURNS bigint "
+    "LANGUAGE sql AS 'SELECT 0::bigint'",
+    "drop_chain_function": "DROP FUNCTION integrity_audit_chain(boolean)",
+    "reset_identity": "SELECT setval('integrity_audit_intake_id_seq', 1)",
+    "lock_the_log": "LOCK TABLE integrity_audit_event IN ACCESS EXCLUSIVE MODE",
+    "delete_ledger_row": "DELETE FROM integrity_ledger",
+    "truncate_ledger": "TRUNCATE integrity_ledger",
+    "update_validation_result": "UPDATE integrity_validation_result SET status = 'passed'",
+    "delete_large_result": "DELETE FROM integrity_ledger_blob",
+    "update_store_identity": "UPDATE integrity_store_info SET store_id = store_id",
+    "rewrite_schema_revision": "DELETE FROM integrity_alembic_version",
+}
+
+
+@pytest.mark.parametrize("statement", list(REFUSED_DDL.values()), ids=list(REFUSED_DDL))
+def test_runtime_role_cannot_switch_triggers_off_change_the_schema_or_remove_anything(
+    granted: Stores, statement: str
+) -> None:
+    error = _refusal(granted.roles.runtime_url, statement.format(owner=f'"{granted.roles.owner}"'))
+    assert error.sqlstate == "42501", str(error)
+    assert "permission denied" in str(error) or "must be owner" in str(error), str(error)
+
+
+def test_audit_trail_records_chains_verifies_exports_and_signs_as_the_runtime_role(granted: Stores) -> None:
+    store = granted.runtime
+    with store.read() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar_one() == granted.roles.runtime
+    log = AuditLog(store)
+    first = log.append(AuditEvent("claim.received", "runtime-test", business_key="claim-7", details={"n": 1}))
+    assert first.seq is not None and first.seq >= 1
+    recorded = log.record(AuditEvent("claim.assessed", "runtime-test", business_key="claim-7"), chain_within=None)
+    assert recorded.seq is None  # durable, chained later
+    many = log.record_many(
+        [AuditEvent("claim.note", "runtime-test", business_key="claim-7", details={"i": i}) for i in range(3)],
+        chain_within=None,
+    )
+    assert len(many) == 3
+    log.chain_pending()
+    assert log.head().seq == first.seq + 4
+
+    result = verify(store)
+    assert result.ok and result.pending == 0 and result.warnings == (), result.summary()
+    key = CheckpointKey.hmac_sha256("a signing secret of some length")
+    checkpoint = create_checkpoint(store, key)
+    assert checkpoint.seq == first.seq + 4
+    signed = verify(store, key=key)
+    assert signed.ok and signed.checkpoints >= 1 and signed.signatures_checked, signed.summary()
+
+    out = io.StringIO()
+    summary = export(store, "jsonl", out=out, business_key="claim-7", key=key)
+    assert summary.verification.ok and summary.events == 5
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    events = [line for line in lines if line["record"] == "event"]
+    assert len(events) == 5 and all(line["verified"] for line in events)
+    assert {line["event_type"] for line in events} == {"claim.received", "claim.assessed", "claim.note"}
+
+
+def test_hook_records_events_as_the_runtime_role_with_auto_migrate_on_a_current_schema(
+    granted: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", granted.roles.runtime_url)
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__AUTO_MIGRATE", "True")
+    hook = IntegrityCheckHook()
+    assert hook.get_store().location.url.username == granted.roles.runtime
+    chained = hook.record_event(AuditEvent("approval.signed", "reviewer", business_key="claim-8"), chain=True)
+    pending = hook.record_event(AuditEvent("claim.paid", "worker", business_key="claim-8"))
+    assert chained is not None and chained.seq is not None
+    assert pending is not None and pending.event_id
+    AuditLog(hook.get_store()).chain_pending()
+    result = verify(granted.runtime)
+    assert result.ok and result.pending == 0, result.summary()
+    with granted.owner.read() as conn:
+        types = conn.execute(
+            text("SELECT doc ->> 'event_type' FROM integrity_audit_event WHERE doc ->> 'business_key' = 'claim-8'")
+        ).scalars()
+        assert sorted(types) == ["approval.signed", "claim.paid"]
+
+
+def test_ledger_claims_completes_fails_releases_and_reads_history_as_the_runtime_role(granted: Stores) -> None:
+    inputs = fingerprint({"claim_id": 9, "amount": "10.00"})
+    with IdempotencyLedger(granted.runtime, namespace="payments") as ledger:
+        first = ledger.claim("claim-9", fingerprint=inputs, holder=HOLDER, lease_seconds=30)
+        assert first.status is ClaimStatus.CLAIMED and first.lease is not None
+        busy = ledger.claim("claim-9", fingerprint=inputs, holder=OTHER)
+        assert busy.status is ClaimStatus.BUSY
+        lease = ledger.renew(first.lease)
+        ledger.complete(lease, {"payment_id": "PAY-9"})
+        replay = ledger.claim("claim-9", fingerprint=inputs, holder=OTHER)
+        assert replay.status is ClaimStatus.REPLAY and replay.result == {"payment_id": "PAY-9"}
+
+        large = ledger.claim("claim-10", fingerprint=inputs, holder=HOLDER)
+        assert large.lease is not None
+        document = {"pages": "x" * (100 * 1024)}
+        assert ledger.complete(large.lease, document).stored_by_reference
+        assert ledger.claim("claim-10", fingerprint=inputs, holder=OTHER).result == document
+
+        failing = ledger.claim("claim-11", fingerprint=inputs, holder=HOLDER)
+        assert failing.lease is not None
+        ledger.fail(failing.lease, "card declined", retryable=True)
+        retried = ledger.claim("claim-11", fingerprint=inputs, holder=OTHER)
+        assert retried.status is ClaimStatus.CLAIMED and retried.lease is not None
+        assert retried.lease.fencing_token == 2
+
+        released = ledger.release("claim-9", reason="refund issued, pay again", person="qa.reviewer")
+        assert released is not None
+        events = [entry.event for entry in ledger.history("claim-9")]
+    assert events[0] == "claimed" and "completed" in events and events[-1] == "released", events
+
+
+def test_validation_result_is_stored_and_read_as_the_runtime_role(granted: Stores) -> None:
+    from airflow_integrity.store import validation_results
+
+    summary = {"success": True, "suite": {"name": "claims", "fingerprint": "sha256:ab"}, "data": {}}
+    result_id = validation_results.save(
+        granted.runtime, summary=summary, full_result={"results": []}, status="passed", identity=HOLDER
+    )
+    stored = validation_results.get(granted.runtime, result_id)
+    assert stored is not None and stored.status == "passed" and stored.identity["dag_id"] == "claims"
+
+
+def test_granting_again_is_idempotent_covers_objects_of_later_migrations_and_revokes_anything_more(
+    fresh: Stores,
+) -> None:
+    owner, role = fresh.owner, fresh.roles.runtime
+    first = grant_runtime_role(owner, role)
+
+    def acl() -> list[tuple[str, str | None]]:
+        with owner.read() as conn:
+            return conn.execute(
+                text(
+                    "SELECT relname, relacl::text FROM pg_class WHERE relname LIKE 'integrity%' "
+                    "UNION ALL SELECT proname, proacl::text FROM pg_proc WHERE proname LIKE 'integrity%' "
+                    "UNION ALL SELECT datname, datacl::text FROM pg_database WHERE datname = current_database() "
+                    "UNION ALL SELECT nspname, nspacl::text FROM pg_namespace WHERE nspname = 'public' "
+                    "ORDER BY 1, 2"
+                )
+            ).all()
+
+    before = acl()
+    assert grant_runtime_role(owner, role) == first
+    assert acl() == before
+
+    # A later migration adds a table with an identity column, a function and a trigger; someone (or an older
+    # set-up) also gave the runtime role more than it needs.
+    with owner.begin() as conn:
+        for statement in (
+            "CREATE TABLE integrity_later (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, note text)",
+            "CREATE FUNCTION integrity_later_count() RETURNS bigint LANGUAGE sql AS "
+            "'SELECT count(*) FROM integrity_later'",
+            "CREATE TRIGGER integrity_later_append_only BEFORE UPDATE OR DELETE ON integrity_later "
+            "FOR EACH ROW EXECUTE FUNCTION integrity_audit_refuse_change()",
+            f'GRANT UPDATE, DELETE, TRUNCATE, TRIGGER ON integrity_audit_event TO "{role}"',
+            f'GRANT UPDATE (details) ON integrity_audit_intake TO "{role}"',
+            "GRANT UPDATE ON integrity_ledger_history TO PUBLIC",
+            f'GRANT UPDATE ON SEQUENCE integrity_audit_intake_id_seq TO "{role}"',
+            "GRANT EXECUTE ON FUNCTION integrity_audit_refuse_change() TO PUBLIC",
+            "GRANT CREATE ON SCHEMA public TO PUBLIC",
+        ):
+            conn.execute(text(statement))
+    problems = "\n".join(check_runtime_role(owner, role))
+    for expected in (
+        "lacks SELECT, INSERT on table integrity_later",
+        "lacks USAGE on sequence integrity_later_id_seq",
+        "can DELETE on table integrity_audit_event through its own grant",
+        "can UPDATE on table integrity_audit_intake through its own grant",
+        "can UPDATE on table integrity_ledger_history through PUBLIC (REVOKE UPDATE ON TABLE "
+        "integrity_ledger_history FROM PUBLIC)",
+        "can EXECUTE on routine integrity_audit_refuse_change() through PUBLIC",
+        "can CREATE objects in schema public",
+    ):
+        assert expected in problems, problems
+
+    grants = grant_runtime_role(owner, role)
+    assert check_runtime_role(owner, role) == []
+    assert "integrity_later" in {obj.name for obj in grants.objects}
+    assert any("integrity_later" in line for line in grants.summary())
+    import psycopg
+
+    with psycopg.connect(fresh.roles.runtime_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO integrity_later (note) VALUES ('recorded')")
+        assert conn.execute("SELECT integrity_later_count()").fetchone() == (1,)
+    for statement in ("UPDATE integrity_later SET note = 'x'", "UPDATE integrity_audit_intake SET details = '{}'"):
+        assert _refusal(fresh.roles.runtime_url, statement).sqlstate == "42501"
+
+
+def test_grant_refuses_roles_it_cannot_make_safe_naming_the_role_and_the_fix(fresh: Stores) -> None:
+    owner, roles = fresh.owner, fresh.roles
+    with pytest.raises(RuntimeRoleError, match=r"'no_such_role_x' does not exist.*CREATE ROLE"):
+        grant_runtime_role(owner, "no_such_role_x")
+    with pytest.raises(RuntimeRoleError, match="is the role this command connects as"):
+        grant_runtime_role(owner, roles.owner)
+
+    # A runtime role that belongs to the owner can become it.
+    roles.admin(f'GRANT "{roles.owner}" TO "{roles.runtime}"')
+    with pytest.raises(RuntimeRoleError) as caught:
+        grant_runtime_role(owner, roles.runtime)
+    message = str(caught.value)
+    assert (
+        f"is a member of {roles.owner}" in message and f'REVOKE "{roles.owner}" FROM "{roles.runtime}"' in message
+    )
+    assert f"airflow integrity db migrate --runtime-role {roles.runtime}" in message
+    roles.admin(f'REVOKE "{roles.owner}" FROM "{roles.runtime}"')
+    assert check_runtime_role(owner, roles.runtime) == []  # the grants made before the refusal were kept
+
+    # An older single-role set-up: the runtime role owns a table of the store.
+    roles.admin(f'ALTER TABLE integrity_audit_checkpoint OWNER TO "{roles.runtime}"')
+    with pytest.raises(
+        RuntimeRoleError,
+        match=rf'integrity_audit_checkpoint \({roles.runtime}\).*REASSIGN OWNED BY "{roles.runtime}"',
+    ):
+        grant_runtime_role(owner, roles.runtime)
+    assert any(
+        f"{roles.runtime} owns integrity_audit_checkpoint" in p for p in check_runtime_role(owner, roles.runtime)
+    )
+    roles.admin(f'ALTER TABLE integrity_audit_checkpoint OWNER TO "{roles.owner}"')
+
+    roles.admin(f'ALTER ROLE "{roles.runtime}" SUPERUSER')
+    with pytest.raises(RuntimeRoleError, match="is a superuser"):
+        grant_runtime_role(owner, roles.runtime)
+    roles.admin(f'ALTER ROLE "{roles.runtime}" NOSUPERUSER')
+
+
+def test_grant_on_an_sqlite_store_says_roles_need_postgresql(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = IntegrityStore(StoreLocation.sqlite(tmp_path / "integrity.db"))
+    with pytest.raises(RuntimeRoleError, match=r"SQLite file, which has no roles.*PostgreSQL"):
+        grant_runtime_role(store, "integrity_runtime")
+
+
+def test_a_refused_migration_is_explained_as_a_job_for_the_owner(pg_server) -> None:  # type: ignore[no-untyped-def]
+    with _two_role_store(pg_server, revisions=("a1", "l1", "v1")) as stores:
+        grant_runtime_role(stores.owner, stores.roles.runtime)
+        with pytest.raises(ProgrammingError) as caught:
+            upgrade(stores.runtime.engine)
+        error = refused_migration(stores.runtime, caught.value)
+        assert isinstance(error, SchemaNotCurrentError)
+        message = str(error)
+        assert f"role '{stores.roles.runtime}', which this process connects as, may not migrate it" in message
+        assert f"run `airflow integrity db migrate --runtime-role {stores.roles.runtime}`" in message
+        assert "as the owner" in message and "auto_migrate = False" in message
+        assert refused_migration(stores.runtime, ValueError("not a database error")) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ProgrammingError,
+    reason="IntegrityStore.migrate() must raise roles.refused_migration(...) for a refused migration; store.py is "
+    "not part of this change (see the report of item 17)",
+)
+def test_runtime_role_with_auto_migrate_on_a_stale_schema_fails_naming_the_owner_job(pg_server) -> None:  # type: ignore[no-untyped-def]
+    with _two_role_store(pg_server, revisions=("a1", "l1", "v1")) as stores:
+        grant_runtime_role(stores.owner, stores.roles.runtime)
+        with pytest.raises(SchemaNotCurrentError, match=r"may not migrate it.*airflow integrity db migrate"):
+            stores.runtime.ensure_schema(auto_migrate=True)
