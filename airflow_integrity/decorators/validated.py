@@ -6,7 +6,8 @@
     def register() -> list[dict]: ...
 
 Same policies as :class:`~airflow_integrity.operators.validate.ValidateDataOperator`. The return value is
-what the function returned (``fail`` / ``warn``) or, with ``quarantine``, the good rows as a list of records;
+what the function returned (``fail`` / ``warn``) or, with ``quarantine``, its good rows as they were returned
+(the same record objects, or the rows of a returned DataFrame);
 the summary and the full result are in the integrity store, named by the audit event
 (``validation.passed`` / ``.warned`` / ``.failed``) and logged with their ``result_id``.
 """
@@ -131,7 +132,7 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
     def execute(self, context: Context) -> Any:
         """Validate inputs, run the function, validate and hand on its return value."""
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
-        from airflow_integrity.hooks.validation import enforce, frame_records
+        from airflow_integrity.hooks.validation import enforce
 
         hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
         if self.input_suites:
@@ -157,8 +158,8 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
             business_key=self.business_key,
         )
         self.log.info("Validation result %s (%s) is in the integrity store.", run.result_id, run.status)
-        if handoff.good is not None:
-            return frame_records(handoff.good)
+        if handoff.quarantine is not None:
+            return handoff.good  # the good rows of what the function returned, the same objects
         return value
 
 

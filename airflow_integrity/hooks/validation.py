@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,9 +37,9 @@ from airflow_integrity.hooks.data_sources import DataSource, storage_path
 from airflow_integrity.store import validation_results
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
+    from airflow_integrity.validation.quarantine import QuarantineSplit
+    from airflow_integrity.validation.rows import TableRows
     from airflow_integrity.validation.run import ValidationOutcome
 
 T = TypeVar("T")
@@ -89,12 +88,14 @@ class Handoff:
 
     Args:
         run: The validation.
-        good: The rows that flow on (quarantine only; all rows are good under the other policies).
+        good: The rows that flow on (quarantine only; all rows are good under the other policies), as they came
+            in: the original record objects of a list of records (or of parsed JSON), the values of a dict of
+            columns, the rows of a DataFrame (``iloc``); a frame read from a file or by SQL as records.
         quarantine: Account of the quarantine split and where the bad rows went (quarantine only).
     """
 
     run: ValidationRun
-    good: pd.DataFrame | None = None
+    good: Any = None
     quarantine: dict[str, Any] | None = None
 
 
@@ -260,11 +261,14 @@ def _quarantine(
 
     from airflow_integrity.validation.quarantine import split_rows
 
+    rows = run.outcome.rows
+    if rows is None:
+        raise ValueError("Quarantine needs the validated rows: validate with collect_unexpected_rows=True.")
     split = split_rows(run.outcome, include_warnings=include_warnings)
     account: dict[str, Any] = {**split.summary(), "path": None}
     if len(split.bad):
         target = quarantine_target(quarantine_path, quarantine_format, _file_stem(run))
-        payload = frame_bytes(split.bad, _format_of(target, quarantine_format))
+        payload = quarantined_bytes(rows, split, _format_of(target, quarantine_format))
         _write(target, payload)
         account["path"] = str(target)
         from airflow_integrity.store.audit import fingerprint
@@ -303,7 +307,7 @@ def _quarantine(
             f"{len(split.bad)} of {split.total_rows} rows ({split.bad_fraction:.1%}) failed validation, more than "
             f"max_unexpected_fraction={max_unexpected_fraction}; they are in {account['path']}.\n{run.describe()}"
         )
-    return Handoff(run=run, good=split.good, quarantine=account)
+    return Handoff(run=run, good=rows.hand_on(split.good_positions), quarantine=account)
 
 
 def _file_stem(run: ValidationRun) -> str:
@@ -344,12 +348,20 @@ def quarantine_target(location: Any, file_format: str | None, stem: str) -> Any:
     return target / f"{stem}.{_format_of(stem, file_format)}"
 
 
-def frame_bytes(frame: pd.DataFrame, file_format: str) -> bytes:
-    """Serialise rows as ``csv``, ``jsonl`` or ``parquet`` (the latter needs pyarrow)."""
+def quarantined_bytes(rows: TableRows, split: QuarantineSplit, file_format: str) -> bytes:
+    """The bad rows of ``split`` as they came in, each with its reasons, as ``csv``, ``jsonl`` or ``parquet``."""
+    from airflow_integrity.validation.quarantine import REASONS_COLUMN
+    from airflow_integrity.validation.rows import object_frame, records_csv, records_jsonl
+
+    records = [
+        {**record, REASONS_COLUMN: split.reason_of(position)}
+        for record, position in zip(rows.records(split.bad_positions), split.bad_positions, strict=True)
+    ]
     if file_format == "csv":
-        return frame.to_csv(index=False).encode()
+        return records_csv(records)
     if file_format == "jsonl":
-        return frame.to_json(orient="records", lines=True, date_format="iso").encode()
+        return records_jsonl(records)
+    frame = split.bad if rows.kind == "frame" else object_frame(records)
     buffer = io.BytesIO()
     try:
         frame.to_parquet(buffer, index=False)
@@ -366,9 +378,3 @@ def _write(target: Any, payload: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("wb") as handle:
         handle.write(payload)
-
-
-def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-compatible records (NaN as ``None``, timestamps as ISO text), for XCom."""
-    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
-    return records

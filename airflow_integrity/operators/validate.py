@@ -32,12 +32,14 @@ class ValidateDataOperator(BaseOperator):
     (``validation.passed`` / ``validation.warned`` / ``validation.failed``). Expectations of severity
     ``warning`` never fail the task.
 
-    Return value (XCom), always JSON: ``{"summary": {...}}``, where the summary holds ``success``,
-    ``status``, GX's statistics, each failed expectation with its unexpected count and a few samples, the
-    data's ``fingerprint`` and the ``result_id`` of the stored full result. With ``on_failure="quarantine"``
-    it also holds ``"quarantine"`` (counts and file) and ``"data"``: the good rows as a list of records, which
-    is what downstream tasks should consume (``validate.output["data"]``). ``return_data=True`` adds
-    ``"data"`` (all rows) under the other policies.
+    Return value (XCom): ``{"summary": {...}}``, where the summary (JSON) holds ``success``, ``status``, GX's
+    statistics, each failed expectation with its unexpected count and a few samples, the data's
+    ``fingerprint`` and the ``result_id`` of the stored full result. With ``on_failure="quarantine"`` it also
+    holds ``"quarantine"`` (counts and file) and ``"data"``: the good rows, which is what downstream tasks
+    should consume (``validate.output["data"]``). ``return_data=True`` adds ``"data"`` (all rows) under the
+    other policies. ``"data"`` is what came in, unchanged, selected by position: the original records of a
+    list of records (or of parsed JSON), the rows of a DataFrame, the values of a dict of columns; rows read
+    from a file, a table or an endpoint as a list of records.
 
     Args:
         suite: Suite reference: a GX ``ExpectationSuite``, a list of expectations (GX objects or dicts), a
@@ -170,7 +172,7 @@ class ValidateDataOperator(BaseOperator):
         """Validate, record, apply ``on_failure``; return the summary (and the good rows for quarantine)."""
         from airflow_integrity.hooks.data_sources import source_from_arguments
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
-        from airflow_integrity.hooks.validation import enforce, frame_records, validate_or_fail
+        from airflow_integrity.hooks.validation import enforce, validate_or_fail
 
         hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
         source = validate_or_fail(
@@ -224,11 +226,11 @@ class ValidateDataOperator(BaseOperator):
             business_key=self.business_key,
         )
         result: dict[str, Any] = {"summary": run.summary}
-        if handoff.quarantine is not None and handoff.good is not None:
+        if handoff.quarantine is not None:
             result["quarantine"] = handoff.quarantine
-            result["data"] = frame_records(handoff.good)
-        elif self.return_data and run.outcome.frame is not None:
-            result["data"] = frame_records(run.outcome.frame)
+            result["data"] = handoff.good
+        elif self.return_data and run.outcome.rows is not None:
+            result["data"] = run.outcome.rows.hand_on()
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

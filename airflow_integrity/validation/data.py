@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_integrity.validation.errors import DataError, UnsupportedFormatError
+from airflow_integrity.validation.rows import TableRows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,12 +138,22 @@ def frame_from_value(value: Any, *, label: str = "data") -> pd.DataFrame:
     Raises:
         DataError: When the value is not a table, naming what it is instead.
     """
+    return table_from_value(value, label=label)[0]
+
+
+def table_from_value(value: Any, *, label: str = "data") -> tuple[pd.DataFrame, TableRows]:
+    """Like :func:`frame_from_value`, and the rows as they came in (JSON text parsed), to hand on by position.
+
+    Raises:
+        DataError: When the value is not a table, naming what it is instead.
+    """
     import pandas as pd
 
     if isinstance(value, pd.DataFrame):
-        return check_frame(value, label=label)
+        return check_frame(value, label=label), TableRows(value, "frame")
     if isinstance(value, pd.Series):
-        return check_frame(value.to_frame(), label=label)
+        frame = value.to_frame()
+        return check_frame(frame, label=label), TableRows(frame, "frame")
     if isinstance(value, (str, bytes, bytearray)):
         value = _parse_json_text(bytes(value) if isinstance(value, bytearray) else value, label=label)
         label = f"{label} (JSON)"
@@ -151,9 +162,9 @@ def frame_from_value(value: Any, *, label: str = "data") -> pd.DataFrame:
                 f"{label} holds {_describe(value)}, not a table (a list of records or an object of columns)."
             )
     if isinstance(value, Mapping):
-        return check_frame(_frame_from_columns(value, label=label), label=label)
+        return check_frame(_frame_from_columns(value, label=label), label=label), TableRows(value, "columns")
     if isinstance(value, Sequence):
-        return check_frame(_frame_from_records(value, label=label), label=label)
+        return check_frame(_frame_from_records(value, label=label), label=label), TableRows(value, "records")
     raise DataError(
         f"{label} is {_describe(value)}, not a table. Return a DataFrame, a list of dicts (one per row), "
         "a dict of columns or JSON text; to validate a file pass a pathlib.Path or ObjectStoragePath."

@@ -24,6 +24,9 @@ class QuarantineSplit:
         total_rows: Rows in the validated data.
         unsplittable: Failed expectations that do not judge single rows (table-level or aggregate checks, or
             checks GX could not evaluate): removing rows cannot fix them, so the data as a whole failed.
+        good_positions: Positions of the good rows, in order: select them from the data as it came in
+            (:meth:`~airflow_integrity.validation.rows.TableRows.select`) to hand them on unchanged.
+        bad_positions: Positions of the bad rows, in order.
     """
 
     good: pd.DataFrame
@@ -31,6 +34,12 @@ class QuarantineSplit:
     reasons: dict[int, list[str]]
     total_rows: int
     unsplittable: list[dict[str, Any]] = field(default_factory=list)
+    good_positions: list[int] = field(default_factory=list)
+    bad_positions: list[int] = field(default_factory=list)
+
+    def reason_of(self, position: int) -> str:
+        """The ``"; "``-joined reasons of the bad row at ``position``."""
+        return "; ".join(self.reasons[position])
 
     @property
     def bad_fraction(self) -> float:
@@ -100,8 +109,9 @@ def split_rows(
     mask = np.zeros(len(data), dtype=bool)
     if chunks:
         mask[np.concatenate(chunks)] = True
+    bad_positions = np.flatnonzero(mask)
     bad = data.iloc[mask].copy()
-    bad[REASONS_COLUMN] = ["; ".join(reasons[int(p)]) for p in np.flatnonzero(mask)]
+    bad[REASONS_COLUMN] = ["; ".join(reasons[int(p)]) for p in bad_positions]
     unsplittable = [
         failure
         for failure in outcome.summary["failures"]
@@ -118,4 +128,6 @@ def split_rows(
         reasons=reasons,
         total_rows=len(data),
         unsplittable=unsplittable,
+        good_positions=np.flatnonzero(~mask).tolist(),
+        bad_positions=bad_positions.tolist(),
     )

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_integrity.validation.data import frame_from_path, frame_from_value, is_path_like
+from airflow_integrity.validation.data import frame_from_path, is_path_like, table_from_value
 from airflow_integrity.validation.errors import EmptyDataError, MissingColumnError
+from airflow_integrity.validation.rows import TableRows
 from airflow_integrity.validation.sql import SqlSource
 from airflow_integrity.validation.suites import LoadedSuite, load_suite
 from airflow_integrity.validation.summary import SampleMode, build_summary
@@ -35,6 +36,8 @@ class ValidationOutcome:
         frame: The DataFrame that was validated (``None`` when an SQL query was validated in the database).
         unexpected_rows: Per expectation index, the row positions each row-level expectation rejected; only
             when ``collect_unexpected_rows=True``.
+        rows: The rows as they came in (the records, columns or frame given; a frame read from a file or by
+            SQL), from which rows are handed on by position; ``None`` when SQL was validated in the database.
     """
 
     summary: dict[str, Any]
@@ -42,6 +45,7 @@ class ValidationOutcome:
     suite: LoadedSuite
     frame: pd.DataFrame | None = field(default=None, repr=False)
     unexpected_rows: dict[int, list[int]] | None = field(default=None, repr=False)
+    rows: TableRows | None = field(default=None, repr=False)
 
     @property
     def success(self) -> bool:
@@ -79,10 +83,13 @@ class ValidationOutcome:
         return "\n".join(lines)
 
 
-def _to_frame(data: Any, *, label: str, file_format: str | None, read_options: Mapping[str, Any] | None) -> Any:
+def _to_table(
+    data: Any, *, label: str, file_format: str | None, read_options: Mapping[str, Any] | None
+) -> tuple[pd.DataFrame, TableRows]:
     if is_path_like(data):
-        return frame_from_path(data, file_format=file_format, read_options=read_options)
-    return frame_from_value(data, label=label)
+        frame = frame_from_path(data, file_format=file_format, read_options=read_options)
+        return frame, TableRows(frame, "frame", read=True)
+    return table_from_value(data, label=label)
 
 
 def _check_columns(suite: LoadedSuite, columns: list[str], *, label: str) -> None:
@@ -166,14 +173,17 @@ def validate(
     loaded = load_suite(suite, context_dir=context_dir, name=suite_name)
     collect = collect_unexpected_rows
     pending: PendingFingerprint | None = None
+    rows: TableRows | None = None
     if isinstance(data, SqlSource) and not collect:
         frame, data_info = None, _prepare_query(data, loaded, allow_empty=allow_empty, check=on_missing_column)
     else:
         if isinstance(data, SqlSource):
-            label, data = data.label(), data.read_frame()
-        elif is_path_like(data) and label == "data":
-            label = f"file {str(data)!r}"
-        frame = _to_frame(data, label=label, file_format=file_format, read_options=read_options)
+            label, frame = data.label(), data.read_frame()
+            rows = TableRows(frame, "frame", read=True)
+        else:
+            if is_path_like(data) and label == "data":
+                label = f"file {str(data)!r}"
+            frame, rows = _to_table(data, label=label, file_format=file_format, read_options=read_options)
         pending = _prepare_frame(frame, loaded, label=label, allow_empty=allow_empty, check=on_missing_column)
     gx_format = _gx_result_format(result_format, collect)
     gx_result = _run_gx(data, frame, loaded, gx_format, expectation_parameters)
@@ -193,7 +203,12 @@ def validate(
         max_bytes=max_summary_bytes,
     )
     return ValidationOutcome(
-        summary=summary, full_result=full_result, suite=loaded, frame=frame, unexpected_rows=unexpected_rows
+        summary=summary,
+        full_result=full_result,
+        suite=loaded,
+        frame=frame,
+        unexpected_rows=unexpected_rows,
+        rows=rows,
     )
 
 

@@ -52,3 +52,24 @@ def test_validated_task_policies_in_a_dag_run(airflow_db, tmp_path, monkeypatch)
         "guarded": ["validation.failed"],  # the input; no return value to validate
         "strict": ["validation.failed"],
     }
+
+
+def test_a_validated_task_hands_on_the_original_records(tmp_path, monkeypatch) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_integrity.decorators.validated import validated_task
+    from tests.hooks.test_validation_handoff import AGE, BIG, EXACT
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{tmp_path / 'integrity.db'}")
+    with DAG("validated_exact", schedule=None):
+
+        @validated_task(
+            suite=AGE, on_failure="quarantine", quarantine_path=str(tmp_path / "q"), max_unexpected_fraction=0.5
+        )
+        def register() -> list[dict]:
+            return EXACT
+
+        operator = register().operator
+    handed_on = operator.execute({})
+    assert handed_on == [EXACT[0], EXACT[2]]
+    assert handed_on[0] is EXACT[0] and handed_on[1]["id"] == BIG + 2

@@ -87,3 +87,41 @@ def test_file_source_returns_summary_and_rows_and_lineage(tmp_path, monkeypatch)
         ("expect_column_values_to_be_between", "age", False, "error"),
         ("expect_column_values_to_match_regex", "email", False, "warn"),
     ]
+
+
+def test_rows_handed_on_are_the_original_records_and_frame_rows(tmp_path, monkeypatch) -> None:
+    from tests.hooks.test_validation_handoff import AGE, BIG, EXACT
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{tmp_path / 'integrity.db'}")
+    quarantined = ValidateDataOperator(
+        task_id="split",
+        data=EXACT,
+        suite=AGE,
+        on_failure="quarantine",
+        quarantine_path=str(tmp_path / "q"),
+        max_unexpected_fraction=0.5,
+    ).execute({})  # type: ignore[arg-type]
+    assert quarantined["data"] == [EXACT[0], EXACT[2]]
+    assert quarantined["data"][0] is EXACT[0] and quarantined["data"][0]["id"] == BIG
+
+    # return_data under warn hands on everything that came in, as it came in.
+    returned = ValidateDataOperator(
+        task_id="warn", data=EXACT, suite=AGE, on_failure="warn", return_data=True
+    ).execute({})  # type: ignore[arg-type]
+    assert returned["data"] == EXACT and all(a is b for a, b in zip(returned["data"], EXACT, strict=True))
+
+    frame = pd.DataFrame(EXACT, index=[7, 8, 9])
+    frame["id"] = pd.array([BIG, None, BIG + 2], dtype="Int64")
+    from_frame = ValidateDataOperator(
+        task_id="warn_frame", data=frame, suite=AGE, on_failure="warn", return_data=True
+    ).execute({})  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(from_frame["data"], frame)
+    split_frame = ValidateDataOperator(
+        task_id="split_frame",
+        data=frame,
+        suite=AGE,
+        on_failure="quarantine",
+        quarantine_path=str(tmp_path / "q"),
+        max_unexpected_fraction=0.5,
+    ).execute({})  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(split_frame["data"], frame.iloc[[0, 2]])
