@@ -147,7 +147,8 @@ def run_validation(
         business_key: Business key of the audit event, e.g. ``"intake-2024-06-01"``.
         task_instance: The task instance the event is attributed to (default: the running task).
         options: Further arguments of :func:`airflow_integrity.validation.validate` (``expectation_parameters``,
-            ``context_dir``, ``allow_empty``, ``samples``, ...).
+            ``context_dir``, ``allow_empty``, ``samples``, ...). With ``samples="hashed"`` the sample values are
+            fingerprinted with the store's secret salt (``validation_results.sample_key``).
 
     Raises:
         SuiteError, DataError: Bad suite or data (not retryable). SourceUnavailableError: the source is down.
@@ -163,6 +164,8 @@ def run_validation(
             label = "data"  # the validation names the file itself
         else:
             label = source.label()
+    if options.get("samples") == "hashed" and not options.get("sample_key"):
+        options["sample_key"] = validation_results.sample_key(hook.get_store())
     outcome = validate(data, suite, collect_unexpected_rows=collect_unexpected_rows, label=label, **options)
     status = status_of(outcome.summary)
     result_id = str(uuid.uuid4())

@@ -2,6 +2,9 @@
 
 A summary (small, in XCom and in the audit event) names its full result by ``result_id``; the full result
 (every expectation's GX result) lives only here. Rows cannot be changed or deleted (database triggers).
+
+The store also keeps the secret salt that keys the fingerprints of sampled values (``samples="hashed"``):
+random per store, created by migration ``v2``, never changed, and read only by :func:`sample_key`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from airflow_integrity.store.errors import StoreError
 from airflow_integrity.store.store import IntegrityStore
 
 TABLE = "integrity_validation_result"
+SECRET_TABLE = "integrity_validation_secret"
 STATUSES = ("passed", "warned", "failed")
 _COLUMNS = (
     "result_id, created_at, status, success, suite_name, suite_fingerprint, data_fingerprint, dag_id, run_id, "
@@ -146,3 +151,28 @@ def get(store: IntegrityStore, result_id: str) -> StoredValidationResult | None:
         summary=json.loads(row.summary),
         full_result=json.loads(row.full_result),
     )
+
+
+def sample_key(store: IntegrityStore) -> bytes:
+    """The store's secret key for HMAC-SHA256 fingerprints of sampled values (``samples="hashed"``).
+
+    32 random bytes created once per store by migration ``v2``; the same in every process that uses the store,
+    different in every other store. Keep it out of anything a task returns or logs.
+
+    Raises:
+        StoreError: The store has no salt (its schema predates revision v2: run ``airflow integrity db migrate``).
+        StoreUnavailableError: The store cannot be reached.
+    """
+    try:
+        with store.read() as conn, conn.begin_nested():
+            salt = conn.execute(text(f"SELECT sample_salt FROM {SECRET_TABLE} WHERE id = 1")).scalar_one_or_none()
+    except (OperationalError, ProgrammingError) as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42P01" and "no such table" not in str(exc.orig):
+            raise
+        salt = None
+    if not salt:
+        raise StoreError(
+            f"The integrity store {store.location.display} has no validation sample salt (schema revision "
+            "before v2). Run `airflow integrity db migrate`."
+        )
+    return bytes.fromhex(salt)

@@ -13,7 +13,7 @@ from airflow_integrity.validation.errors import EmptyDataError, MissingColumnErr
 from airflow_integrity.validation.rows import TableRows
 from airflow_integrity.validation.sql import SqlSource
 from airflow_integrity.validation.suites import LoadedSuite, load_suite
-from airflow_integrity.validation.summary import SampleMode, build_summary
+from airflow_integrity.validation.summary import SampleMode, build_summary, check_samples
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,6 +135,7 @@ def validate(
     collect_unexpected_rows: bool = False,
     sample_size: int = 5,
     samples: SampleMode = "values",
+    sample_key: bytes | None = None,
     max_summary_bytes: int = 16 * 1024,
     full_result_list_limit: int = 1000,
     file_format: str | None = None,
@@ -158,7 +159,9 @@ def validate(
             column the data lacks, or let GX ``fail`` that expectation.
         collect_unexpected_rows: Keep the positions of rejected rows (runs GX with ``COMPLETE``) for quarantine.
         sample_size: Sample unexpected values per failed expectation in the summary.
-        samples: ``values``, ``hashed`` (for sensitive data) or ``none``.
+        samples: ``values``, ``hashed`` (for sensitive data: keyed fingerprints) or ``none``; see
+            :mod:`airflow_integrity.validation.summary` for what each puts into the summary.
+        sample_key: The secret key of ``hashed`` fingerprints (required for it; the hook passes the store's salt).
         max_summary_bytes: Bound of the summary's JSON size.
         full_result_list_limit: Longest row list kept per expectation in ``full_result``.
         file_format: Format of a file when its suffix does not tell.
@@ -169,7 +172,9 @@ def validate(
         SuiteError: The suite is malformed (MissingColumnError: it names a column the data lacks).
         DataError: The data is not a table, cannot be read, or is not serialisable (EmptyDataError: no rows).
         SourceUnavailableError: The SQL database cannot be reached.
+        ValueError: An unknown ``samples`` mode, or ``hashed`` without ``sample_key``.
     """
+    check_samples(samples, sample_key)
     loaded = load_suite(suite, context_dir=context_dir, name=suite_name)
     collect = collect_unexpected_rows
     pending: PendingFingerprint | None = None
@@ -200,6 +205,7 @@ def validate(
         result_format=format_name,
         sample_size=sample_size,
         samples=samples,
+        sample_key=sample_key,
         max_bytes=max_summary_bytes,
     )
     return ValidationOutcome(

@@ -3,11 +3,27 @@
 The summary is what goes into XCom and audit events: whether the data passed, GX's statistics, each failed
 expectation with a few sample values, and the fingerprints of data and suite. Whatever does not fit the size
 bound is dropped with a count saying so, never silently.
+
+What a summary shows of the data's values depends on ``samples``:
+
+``values``
+    up to ``sample_size`` unexpected values per failed expectation (clipped to 40 characters), and the
+    observed value of column aggregates (e.g. the maximum of a column);
+``hashed``
+    the same, each value replaced by ``hmac-sha256:`` and the first 16 hex digits of its HMAC-SHA256 under a
+    secret key (the integrity store's salt): equal values give equal fingerprints within a store, and without
+    the key a fingerprint cannot be tried against candidate values;
+``none``
+    no values: no samples and no observed values of column aggregates.
+
+Table-level observed values (row and column counts, column lists) describe the table's shape, not its
+values, and are shown in every mode.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -15,6 +31,7 @@ from typing import Any, Literal
 from airflow_integrity.validation.suites import ExpectationInfo, LoadedSuite
 
 SampleMode = Literal["values", "hashed", "none"]
+SAMPLE_MODES = ("values", "hashed", "none")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _MAX_TEXT = 80
 _MAX_LIST = 10
@@ -39,10 +56,32 @@ def clip(value: Any, *, text: int = _MAX_TEXT, items: int = _MAX_LIST) -> Any:
     return clip(str(value), text=text, items=items)
 
 
-def _sample(value: Any, mode: SampleMode) -> Any:
+def check_samples(samples: str, sample_key: bytes | None) -> None:
+    """Check a ``samples`` mode and its key.
+
+    Raises:
+        ValueError: An unknown mode, or ``hashed`` without a key.
+    """
+    if samples not in SAMPLE_MODES:
+        raise ValueError(f"samples={samples!r} is not one of {', '.join(map(repr, SAMPLE_MODES))}.")
+    if samples == "hashed" and not sample_key:
+        raise ValueError(
+            "samples='hashed' needs sample_key=, the secret that keys the fingerprints (IntegrityCheckHook passes "
+            "the integrity store's salt); an unkeyed hash of a low-entropy value can be reversed by trying values."
+        )
+
+
+def keyed_fingerprint(value: Any, key: bytes) -> str:
+    """``hmac-sha256:`` and 16 hex digits: the HMAC-SHA256 under ``key`` of the value's canonical JSON."""
+    canonical = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return "hmac-sha256:" + hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _sample(value: Any, mode: SampleMode, key: bytes | None) -> Any:
     if mode == "hashed":
-        canonical = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        if key is None:  # build_summary checks; kept so no path can fall back to an unkeyed hash
+            raise ValueError("samples='hashed' needs sample_key=.")
+        return keyed_fingerprint(value, key)
     return clip(value, text=40, items=5)
 
 
@@ -76,7 +115,13 @@ def match_results(results: list[Mapping[str, Any]], suite: LoadedSuite) -> list[
     return paired
 
 
-def _failure(info: ExpectationInfo, result: Mapping[str, Any], sample_size: int, samples: SampleMode) -> dict:
+def _failure(
+    info: ExpectationInfo,
+    result: Mapping[str, Any],
+    sample_size: int,
+    samples: SampleMode,
+    sample_key: bytes | None,
+) -> dict:
     body = result.get("result") or {}
     entry: dict[str, Any] = {"index": info.index, "type": info.type, "severity": info.severity}
     if len(info.columns) == 1:
@@ -88,13 +133,17 @@ def _failure(info: ExpectationInfo, result: Mapping[str, Any], sample_size: int,
         if body.get(key) is not None:
             entry[key] = body[key]
     if "observed_value" in body:
-        entry["observed_value"] = clip(body["observed_value"], text=40, items=5)
+        observed = body["observed_value"]
+        if not info.columns or samples == "values":  # table-level: counts and column names, not values
+            entry["observed_value"] = clip(observed, text=40, items=5)
+        elif samples == "hashed":
+            entry["observed_value"] = _sample(observed, samples, sample_key)
     error = exception_message(result)
     if error:
         entry["error"] = error
     partial = body.get("partial_unexpected_list")
     if samples != "none" and partial:
-        entry["samples"] = [_sample(v, samples) for v in partial[:sample_size]]
+        entry["samples"] = [_sample(v, samples, sample_key) for v in partial[:sample_size]]
         if body.get("unexpected_count") is None and len(partial) > sample_size:
             entry["samples_omitted"] = len(partial) - sample_size
     return entry
@@ -108,6 +157,7 @@ def build_summary(
     result_format: str,
     sample_size: int = 5,
     samples: SampleMode = "values",
+    sample_key: bytes | None = None,
     max_bytes: int = 16 * 1024,
 ) -> dict[str, Any]:
     """Summarise a GX suite result (``ExpectationSuiteValidationResult.to_json_dict()``).
@@ -118,14 +168,19 @@ def build_summary(
         data: Description of the data (fingerprint, kind, rows, columns, source).
         result_format: The GX result format the run used.
         sample_size: At most this many sample unexpected values per failed expectation (≤ 5 advised).
-        samples: ``values`` (clipped to 40 characters), ``hashed`` (SHA-256 prefixes, for sensitive data), or
-            ``none``.
+        samples: ``values`` (clipped to 40 characters), ``hashed`` (keyed fingerprints, for sensitive data), or
+            ``none`` (see the module's docstring).
+        sample_key: The secret key of ``hashed`` fingerprints (the integrity store's salt); required for it.
         max_bytes: Upper bound of the summary's JSON size; failures beyond it are dropped and counted.
 
     Returns:
         A JSON-serialisable dict; ``success`` is false only when an expectation of severity ``critical`` failed
         (``gx_success`` is GX's own verdict, which ignores severity).
+
+    Raises:
+        ValueError: An unknown ``samples`` mode, or ``hashed`` without ``sample_key``.
     """
+    check_samples(samples, sample_key)
     paired = match_results(list(result.get("results") or []), suite)
     failed = [(info, res) for info, res in paired if not res.get("success")]
     failed.sort(key=lambda pair: (SEVERITY_ORDER.get(pair[0].severity, 0), pair[0].index))
@@ -139,7 +194,7 @@ def build_summary(
         "gx_success": bool(result.get("success")),
         "statistics": dict(result.get("statistics") or {}),
         "failed_by_severity": counts,
-        "failures": [_failure(info, res, sample_size, samples) for info, res in failed],
+        "failures": [_failure(info, res, sample_size, samples, sample_key) for info, res in failed],
         "failures_omitted": 0,
         "suite": suite_identity,
         "data": clip(dict(data), text=200),

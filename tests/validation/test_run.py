@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -25,6 +27,14 @@ SUITE_FILE = DATA / "patients_suite.json"
 
 NOT_NULL = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "patient_id"}}
 AGE = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 0, "max_value": 120}}
+
+
+KEY = b"k" * 32
+
+
+def _hmac(key: bytes, value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return "hmac-sha256:" + hmac.new(key, canonical, hashlib.sha256).hexdigest()[:16]
 
 
 def _with(entry: dict, severity: str) -> dict:
@@ -103,13 +113,43 @@ def test_samples_are_at_most_five_clipped_or_hashed_or_left_out():
     assert failure["unexpected_count"] == 30
     assert len(failure["samples"]) == 5
     assert failure["samples"][0] == "x" * 40 + "...(+61 chars)"
-    [hashed] = validate(records, suite, samples="hashed").failures
-    assert all(s.startswith("sha256:") and len(s) == 23 for s in hashed["samples"])
+    [hashed] = validate(records, suite, samples="hashed", sample_key=KEY).failures
+    assert hashed["samples"][0] == _hmac(KEY, "x" * 100 + "0")
+    assert all(s.startswith("hmac-sha256:") and len(s) == 28 for s in hashed["samples"])
     assert not any("xxx" in s for s in hashed["samples"])
     [none] = validate(records, suite, samples="none").failures
     assert "samples" not in none
     [two] = validate(records, suite, sample_size=2).failures
     assert len(two["samples"]) == 2
+
+
+def test_hashed_samples_are_keyed_and_need_the_key():
+    # A low-entropy value (an age, a diagnosis code) hashed without a secret is found by trying every value.
+    records = [{"patient_id": 1, "age": 150}, {"patient_id": 2, "age": 7}]
+    unkeyed = "sha256:" + hashlib.sha256(b"150").hexdigest()[:16]
+    [hashed] = validate(records, [AGE], samples="hashed", sample_key=KEY).failures
+    assert hashed["samples"] == [_hmac(KEY, 150)] and hashed["samples"][0] != unkeyed
+    [other] = validate(records, [AGE], samples="hashed", sample_key=b"another store's salt").failures
+    assert other["samples"] != hashed["samples"]
+    with pytest.raises(ValueError, match=r"samples='hashed' needs sample_key="):
+        validate(records, [AGE], samples="hashed")
+
+
+def test_observed_values_of_column_aggregates_follow_the_samples_setting():
+    records = [{"patient_id": 1, "age": 150}, {"patient_id": 2, "age": 7}]
+    suite = [
+        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "age", "max_value": 120}},
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1}},
+    ]
+    by_type = {f["type"]: f for f in validate(records, suite).failures}
+    assert by_type["expect_column_max_to_be_between"]["observed_value"] == 150
+    hashed = {f["type"]: f for f in validate(records, suite, samples="hashed", sample_key=KEY).failures}
+    assert hashed["expect_column_max_to_be_between"]["observed_value"] == _hmac(KEY, 150)
+    assert hashed["expect_table_row_count_to_be_between"]["observed_value"] == 2  # a count, not a value
+    none = {f["type"]: f for f in validate(records, suite, samples="none").failures}
+    assert "observed_value" not in none["expect_column_max_to_be_between"]
+    assert none["expect_table_row_count_to_be_between"]["observed_value"] == 2
+    assert "150" not in json.dumps([hashed, none])
 
 
 def test_the_summary_stays_under_its_bound_and_counts_what_it_dropped():
