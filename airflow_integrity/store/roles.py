@@ -7,12 +7,12 @@ owns nothing and holds exactly what the product's code paths use (each was run a
 
 * tables: SELECT and INSERT. Events, intake rows, checkpoints, ledger history, large results and validation
   results are only ever added; the ledger's triggers add its history rows as the role that changes the key.
-  Except: SELECT only on ``integrity_store_info`` and the version table, which processes read; and SELECT,
-  INSERT and UPDATE on ``integrity_ledger``, whose row a claim, lease renewal, completion, failure and release
-  update (DELETE stays refused there too);
-* sequences: USAGE (``nextval`` of identity and serial columns), except ``integrity_audit_flush_seq``, which
-  needs UPDATE only: ``integrity_audit_append`` moves it with ``setval`` so that its commit waits for the
-  WAL flush (a sequence's UPDATE privilege does not reach any table row);
+  Except: SELECT only on the version table, ``integrity_store_info`` and ``integrity_validation_secret``,
+  which processes read; and SELECT, INSERT and UPDATE on ``integrity_ledger``, whose row a claim, lease
+  renewal, completion, failure and release update (DELETE stays refused there too);
+* sequences: USAGE (``nextval``) on those of the identity and serial columns of tables it inserts into;
+  UPDATE only on ``integrity_audit_flush_seq``, which ``integrity_audit_append`` moves with ``setval`` so that
+  its commit waits for the WAL flush (a sequence's UPDATE privilege reaches no table row);
 * functions and procedures: EXECUTE (the chaining function, the append procedure, ...), except trigger
   functions: triggers fire without it;
 * the store's schema: USAGE; the database: CONNECT.
@@ -46,6 +46,7 @@ _PREFIX = "integrity\\_%"
 _EXCEPTIONS: dict[str, tuple[str, ...]] = {
     migrate.VERSION_TABLE: ("SELECT",),
     "integrity_store_info": ("SELECT",),
+    "integrity_validation_secret": ("SELECT",),
     "integrity_ledger": ("SELECT", "INSERT", "UPDATE"),
     "integrity_audit_flush_seq": ("UPDATE",),
 }
@@ -104,9 +105,10 @@ class RuntimeGrants:
         for obj in self.objects:
             kind = "routine" if obj.kind == "routine" else "sequence" if obj.kind == "sequence" else "table"
             groups.setdefault((kind, obj.privileges), []).append(obj.name)
+        why = {"routine": " (trigger functions fire without it)", "sequence": " (of tables it only reads)"}
         lines = [
-            f"  {', '.join(privileges) or 'nothing (trigger functions fire without EXECUTE)'} on "
-            f"{kind}s: {', '.join(names)}"
+            f"  {', '.join(privileges) or 'no privilege'} on {kind}s: {', '.join(names)}"
+            f"{'' if privileges else why.get(kind, '')}"
             for (kind, privileges), names in sorted(groups.items())
         ]
         return [
@@ -146,6 +148,34 @@ def _role(conn: Connection, role: str) -> dict[str, Any]:
     return {"superuser": row[0], "createrole": row[1], "is_current": row[2]}
 
 
+def _usable_role(conn: Connection, role: str) -> dict[str, Any]:
+    facts = _role(conn, role)
+    if facts["is_current"]:
+        raise RuntimeRoleError(
+            f"{role!r} is the role this command connects as (the store's owner). The runtime role must be "
+            "another role: the owner of a table can disable its triggers. Create one (CREATE ROLE "
+            "integrity_runtime LOGIN PASSWORD '...') and name it with --runtime-role."
+        )
+    if facts["superuser"]:
+        raise RuntimeRoleError(
+            f"Runtime role {role!r} is a superuser, which can alter any table and disable any trigger "
+            f"whatever is granted. Use a role without SUPERUSER (ALTER ROLE {_quote(conn, role)} NOSUPERUSER)."
+        )
+    return facts
+
+
+def require_runtime_role(store: IntegrityStore, role: str) -> None:
+    """Check, before migrating, that ``role`` can become the store's runtime role at all.
+
+    Raises:
+        RuntimeRoleError: The store is not PostgreSQL, or the role does not exist, is the role this process
+            connects as, or is a superuser.
+    """
+    _require_postgres(store, role)
+    with store.read() as conn:
+        _usable_role(conn, role)
+
+
 def _schema(conn: Connection, store: IntegrityStore) -> tuple[int, str]:
     row = conn.execute(
         text(
@@ -165,16 +195,26 @@ def _schema(conn: Connection, store: IntegrityStore) -> tuple[int, str]:
 def store_objects(conn: Connection, schema_oid: int) -> list[StoreObject]:
     """Every table, view, sequence, function and procedure of the store, with the runtime role's privileges."""
     objects = []
-    for oid, name, relname, relkind, owner in conn.execute(
+    inserts: dict[str, bool] = {}
+    # Tables before sequences, so that a sequence knows whether the table whose column it feeds takes inserts.
+    for oid, name, relname, relkind, owner, table in conn.execute(
         text(
-            "SELECT c.oid, c.oid::regclass::text, c.relname, c.relkind, pg_get_userbyid(c.relowner) "
+            "SELECT c.oid, c.oid::regclass::text, c.relname, c.relkind, pg_get_userbyid(c.relowner), "
+            "(SELECT t.relname FROM pg_depend AS d JOIN pg_class AS t ON t.oid = d.refobjid "
+            " WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass "
+            " AND d.deptype IN ('a', 'i') LIMIT 1) "
             "FROM pg_class AS c WHERE c.relnamespace = :schema AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') "
-            "AND c.relname LIKE :prefix ORDER BY c.relname"
+            "AND c.relname LIKE :prefix ORDER BY c.relkind = 'S', c.relname"
         ),
         {"schema": schema_oid, "prefix": _PREFIX},
     ):
         kind = _KINDS[relkind]
-        objects.append(StoreObject(kind, name, oid, owner, _EXCEPTIONS.get(relname, _DEFAULTS[kind])))
+        privileges = _EXCEPTIONS.get(relname, _DEFAULTS[kind])
+        if kind == "sequence" and table is not None:
+            # The sequence of an identity or serial column: USAGE (nextval) where the role inserts rows.
+            privileges = _DEFAULTS["sequence"] if inserts.get(table) else ()
+        inserts[relname] = "INSERT" in privileges
+        objects.append(StoreObject(kind, name, oid, owner, privileges))
     for oid, name, proname, trigger, owner in conn.execute(
         text(
             "SELECT p.oid, p.oid::regprocedure::text, p.proname, p.prorettype = 'trigger'::regtype, "
@@ -207,18 +247,7 @@ def grant_runtime_role(store: IntegrityStore, role: str) -> RuntimeGrants:
     with store.begin() as conn:
         # The migration lock: grants never interleave with a migration changing the same catalog rows.
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": migrate._PG_MIGRATION_LOCK_KEY})
-        facts = _role(conn, role)
-        if facts["is_current"]:
-            raise RuntimeRoleError(
-                f"{role!r} is the role this command connects as (the store's owner). The runtime role must be "
-                "another role: the owner of a table can disable its triggers. Create one (CREATE ROLE "
-                "integrity_runtime LOGIN PASSWORD '...') and name it with --runtime-role."
-            )
-        if facts["superuser"]:
-            raise RuntimeRoleError(
-                f"Runtime role {role!r} is a superuser, which can alter any table and disable any trigger "
-                f"whatever is granted. Use a role without SUPERUSER (ALTER ROLE {_quote(conn, role)} NOSUPERUSER)."
-            )
+        facts = _usable_role(conn, role)
         schema_oid, schema = _schema(conn, store)
         database = str(conn.execute(text("SELECT current_database()")).scalar_one())
         grantee, db = _quote(conn, role), _quote(conn, database)
@@ -323,8 +352,11 @@ def _problems(
         what = "a superuser" if superuser else "a role that owns store objects or can create roles"
         problems.append(
             f"{role} is a member of {member_of}, {what}: it can SET ROLE {member_of} and alter tables or disable "
-            f"triggers (REVOKE {_quote(conn, member_of)} FROM {quoted})"
+            f"triggers (REVOKE {_quote(conn, member_of)} FROM {quoted}; what it holds through that role is not "
+            "listed here)"
         )
+    if problems:
+        return problems
     if role in owners:
         owned = ", ".join(obj.name for obj in objects if obj.owner == role)
         problems.append(

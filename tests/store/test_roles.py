@@ -122,7 +122,21 @@ def test_runtime_role_holds_insert_and_select_on_the_audit_trail_and_update_only
             ),
             {"role": role},
         ).scalar_one()
+        sequences = dict(
+            conn.execute(
+                text(
+                    "SELECT c.relname, ARRAY(SELECT p FROM unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) AS p "
+                    "WHERE has_sequence_privilege(CAST(:role AS name), c.oid, p)) FROM pg_class AS c "
+                    "WHERE c.relkind = 'S' AND c.relname LIKE 'integrity%'"
+                ),
+                {"role": role},
+            ).all()
+        )
     assert owned == 0 and trigger_function_execute is False
+    # setval() of the flush sequence; nextval() for the tables it inserts into; nothing on the others'.
+    assert sequences["integrity_audit_flush_seq"] == ["UPDATE"]
+    assert sequences["integrity_audit_intake_id_seq"] == sequences["integrity_ledger_id_seq"] == ["USAGE"]
+    assert sequences["integrity_store_info_id_seq"] == []
     assert check_runtime_role(granted.owner, role) == []
     assert store_grantees(granted.owner) == [role]
 
@@ -192,7 +206,7 @@ def test_audit_trail_records_chains_verifies_exports_and_signs_as_the_runtime_ro
     first = log.append(AuditEvent("claim.received", "runtime-test", business_key="claim-7", details={"n": 1}))
     assert first.seq is not None and first.seq >= 1
     recorded = log.record(AuditEvent("claim.assessed", "runtime-test", business_key="claim-7"), chain_within=None)
-    assert recorded.seq is None  # durable, chained later
+    assert recorded.event_id and recorded.recorded_at is not None  # durable; chained now or in a batch
     many = log.record_many(
         [AuditEvent("claim.note", "runtime-test", business_key="claim-7", details={"i": i}) for i in range(3)],
         chain_within=None,
@@ -272,7 +286,10 @@ def test_ledger_claims_completes_fails_releases_and_reads_history_as_the_runtime
     assert events[0] == "claimed" and "completed" in events and events[-1] == "released", events
 
 
-def test_validation_result_is_stored_and_read_as_the_runtime_role(granted: Stores) -> None:
+def test_validation_result_is_stored_and_read_as_the_runtime_role(
+    granted: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.store import validation_results
 
     summary = {"success": True, "suite": {"name": "claims", "fingerprint": "sha256:ab"}, "data": {}}
@@ -281,6 +298,23 @@ def test_validation_result_is_stored_and_read_as_the_runtime_role(granted: Store
     )
     stored = validation_results.get(granted.runtime, result_id)
     assert stored is not None and stored.status == "passed" and stored.identity["dag_id"] == "claims"
+
+    # The product's path: GX validates, the full result is stored and the validation audited.
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", granted.roles.runtime_url)
+    hook = IntegrityCheckHook()
+    suite = [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 0}}]
+    run = hook.validate_data([{"age": 30}, {"age": 41}], suite, business_key="intake-3")
+    assert run.status == "passed"
+    full = hook.get_validation_result(run.result_id)
+    assert full is not None and full.status == "passed"
+    AuditLog(granted.runtime).chain_pending()
+    with granted.owner.read() as conn:
+        event = conn.execute(
+            text(
+                "SELECT doc ->> 'event_type' FROM integrity_audit_event WHERE doc ->> 'business_key' = 'intake-3'"
+            )
+        ).scalar_one()
+    assert event == "validation.passed"
 
 
 def test_granting_again_is_idempotent_covers_objects_of_later_migrations_and_revokes_anything_more(
