@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.store import StoreError
@@ -17,29 +18,59 @@ def _hook(args: argparse.Namespace) -> IntegrityCheckHook:
     return IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None))
 
 
+def _fail(exc: Exception) -> NoReturn:
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(1) from None
+
+
 def migrate(args: argparse.Namespace) -> None:
-    """Apply pending migrations and print the resulting revision."""
+    """Apply pending migrations and print the resulting revision; with ``--runtime-role``, then grant that role
+    exactly the store's runtime privileges (see :mod:`airflow_integrity.store.roles`)."""
+    from sqlalchemy.exc import ProgrammingError
+
+    from airflow_integrity.store import roles
+
+    runtime_role = getattr(args, "runtime_role", None)
     try:
         store = _hook(args).get_store(ensure_schema=False)
-        result = store.migrate()
+        if runtime_role is not None:
+            roles.require_runtime_role(store, runtime_role)
+        try:
+            result = store.migrate()
+        except ProgrammingError as exc:
+            refused = roles.refused_migration(store, exc)
+            if refused is None:
+                raise
+            raise refused from exc
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(exc)
     if result.changed:
         print(
             f"Migrated integrity store {store.location.display} from {result.before or 'empty'} to {result.after}."
         )
     else:
         print(f"Integrity store {store.location.display} is already at {result.after}.")
+    try:
+        if runtime_role is not None:
+            print("\n".join(roles.grant_runtime_role(store, runtime_role).summary()))
+        elif result.changed:
+            for grantee in roles.store_grantees(store):
+                print(
+                    f"note: role {grantee!r} holds privileges on this store; to cover the objects this migration "
+                    f"added, run `airflow integrity db migrate --runtime-role {grantee}`."
+                )
+    except StoreError as exc:
+        _fail(exc)
 
 
 def check(args: argparse.Namespace) -> None:
-    """Exit 0 when the store is reachable and current, 1 otherwise."""
+    """Exit 0 when the store is reachable and current (and, with ``--runtime-role``, that role holds exactly the
+    runtime privileges), 1 otherwise."""
     try:
-        status = _hook(args).get_store(ensure_schema=False).describe()
+        store = _hook(args).get_store(ensure_schema=False)
+        status = store.describe()
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(exc)
     print(
         f"backend={status.backend} location={status.location} store_id={status.store_id} "
         f"revision={status.revision} head={status.head}"
@@ -47,3 +78,17 @@ def check(args: argparse.Namespace) -> None:
     if not status.current:
         print("error: schema is not current; run `airflow integrity db migrate`.", file=sys.stderr)
         raise SystemExit(1)
+    runtime_role = getattr(args, "runtime_role", None)
+    if runtime_role is None:
+        return
+    from airflow_integrity.store import roles
+
+    try:
+        problems = roles.check_runtime_role(store, runtime_role)
+    except StoreError as exc:
+        _fail(exc)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(1)
+    print(f"runtime role {runtime_role!r} holds exactly the store's runtime privileges.")

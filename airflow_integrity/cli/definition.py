@@ -16,18 +16,34 @@ ARG_CONN_ID = Arg(
     default=None,
 )
 
+ARG_RUNTIME_ROLE = Arg(
+    ("--runtime-role",),
+    metavar="ROLE",
+    help="PostgreSQL role every Airflow component connects as. After migrating, grant it exactly what the "
+    "store needs (INSERT and SELECT; UPDATE only on the idempotency ledger's rows) and revoke anything more. "
+    "Run as the store's owner role, and again after every upgrade",
+    default=None,
+)
+ARG_CHECK_RUNTIME_ROLE = Arg(
+    ("--runtime-role",),
+    metavar="ROLE",
+    help="Also check that this PostgreSQL role holds exactly the store's runtime privileges and cannot alter "
+    "tables, disable triggers or create objects",
+    default=None,
+)
+
 DB_COMMANDS = (
     ActionCommand(
         name="migrate",
         help="Create or upgrade the integrity store schema (safe to run from several processes at once)",
         func=lazy_load_command("airflow_integrity.cli.db_command.migrate"),
-        args=(ARG_CONN_ID,),
+        args=(ARG_CONN_ID, ARG_RUNTIME_ROLE),
     ),
     ActionCommand(
         name="check",
         help="Check that the integrity store is reachable and its schema is current",
         func=lazy_load_command("airflow_integrity.cli.db_command.check"),
-        args=(ARG_CONN_ID,),
+        args=(ARG_CONN_ID, ARG_CHECK_RUNTIME_ROLE),
     ),
 )
 
