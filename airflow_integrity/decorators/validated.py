@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import DecoratedOperator, task_decorator_factory
 from airflow.providers.standard.operators.python import PythonOperator
 
-from airflow_integrity.hooks.validation_policy import check_policy
+from airflow_integrity.operators.validate import check_handoff_arguments, dag_code_params
 from airflow_integrity.validation.suite_refs import check_suite_reference
 
 if TYPE_CHECKING:
@@ -35,8 +35,10 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
     Args:
         suite: The suite for the return value (any suite reference).
         on_failure: ``fail`` (default), ``warn`` or ``quarantine``.
-        quarantine_path: Quarantine directory or file (templated); required for ``quarantine``.
+        quarantine_path: Quarantine folder fixed in DAG code (templated; refused when the run's conf chooses it);
+            default ``[integrity] quarantine_dir``. Each validation writes a new file there, never overwritten.
         quarantine_format: ``csv`` (default), ``parquet`` or ``jsonl``.
+        allow_quarantine_path_from_conf: Accept a ``quarantine_path`` that the run's conf chooses.
         max_unexpected_fraction: With ``quarantine``, fail when more than this fraction of rows is bad.
         quarantine_warnings: Also quarantine rows rejected only by ``warning`` expectations.
         input_suites: ``{argument name: suite}``: inputs validated before the function runs; a failure fails
@@ -44,7 +46,7 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
         expectation_parameters: Values of ``$PARAMETER`` arguments in the suites (templated).
         context_dir: GX project root, for suites given by name.
         allow_empty: Accept data without rows.
-        samples: Sample values in summaries as ``values``, ``hashed`` or ``none``.
+        samples: What summaries show of failing values: ``values``, ``hashed`` (keyed fingerprints) or ``none``.
         business_key: Business key of the audit events (templated).
         integrity_conn_id: The integrity store connection.
     """
@@ -70,6 +72,7 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
         on_failure: str = "fail",
         quarantine_path: Any = None,
         quarantine_format: str | None = None,
+        allow_quarantine_path_from_conf: bool = False,
         max_unexpected_fraction: float = 0.1,
         quarantine_warnings: bool = False,
         input_suites: Mapping[str, Any] | None = None,
@@ -81,7 +84,13 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
         integrity_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        check_policy(on_failure, quarantine_path=quarantine_path, max_unexpected_fraction=max_unexpected_fraction)
+        check_handoff_arguments(
+            on_failure,
+            quarantine_path=quarantine_path,
+            quarantine_format=quarantine_format,
+            max_unexpected_fraction=max_unexpected_fraction,
+            samples=samples,
+        )
         for ref in [suite, *(input_suites or {}).values()]:
             check_suite_reference(ref, context_dir=context_dir)
         unknown = set(input_suites or {}) - set(inspect.signature(python_callable).parameters)
@@ -100,7 +109,10 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
         self.suite = suite
         self.on_failure = on_failure
         self.quarantine_path = quarantine_path
+        self._quarantine_path_template = quarantine_path  # as written in the DAG: rendering replaces the other
+        self._dag_code_params = dag_code_params(self) if on_failure == "quarantine" else {}
         self.quarantine_format = quarantine_format
+        self.allow_quarantine_path_from_conf = allow_quarantine_path_from_conf
         self.max_unexpected_fraction = max_unexpected_fraction
         self.quarantine_warnings = quarantine_warnings
         self.input_suites = dict(input_suites or {})
@@ -133,8 +145,12 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
         """Validate inputs, run the function, validate and hand on its return value."""
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
         from airflow_integrity.hooks.validation import enforce
+        from airflow_integrity.operators.validate import quarantine_location
 
         hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
+        location = None
+        if self.on_failure == "quarantine":  # before anything runs: a location the run's conf chose is refused
+            location = quarantine_location(self, self.quarantine_path, context)
         if self.input_suites:
             bound = inspect.signature(self.python_callable).bind_partial(*self.op_args, **self.op_kwargs)
             for name, suite in self.input_suites.items():
@@ -151,7 +167,7 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
             hook,
             run,
             on_failure=self.on_failure,
-            quarantine_path=self.quarantine_path,
+            quarantine_path=location,
             quarantine_format=self.quarantine_format,
             max_unexpected_fraction=self.max_unexpected_fraction,
             quarantine_warnings=self.quarantine_warnings,

@@ -17,6 +17,10 @@ The failure policies (``on_failure``) are shared by the operator, the TaskFlow d
     rows rejected by row-level critical expectations are written, with a reasons column, to the quarantine
     location; the good rows flow on. The task fails only when more than ``max_unexpected_fraction`` of the
     rows are bad, or when a failed expectation judges the table rather than rows (removing rows cannot fix it).
+    The location is a folder from DAG code, or ``[integrity] quarantine_dir`` (default: ``quarantine`` under
+    ``AIRFLOW_HOME``); each validation writes a new file there, named after DAG, run, task, map index, try and
+    result, created exclusively (an existing file is never overwritten) and, on local disk, readable by the
+    owner only.
 
 Expectations of severity ``warning`` (or ``info``) never fail a task under any policy.
 """
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EVENT_TYPES = {"passed": "validation.passed", "warned": "validation.warned", "failed": "validation.failed"}
 QUARANTINE_EVENT = "validation.quarantined"
-QUARANTINE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+QUARANTINE_DIR_OPTION = ("integrity", "quarantine_dir")
 _IDENTITY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 
 
@@ -271,8 +275,8 @@ def _quarantine(
     account: dict[str, Any] = {**split.summary(), "path": None}
     if len(split.bad):
         target = quarantine_target(quarantine_path, quarantine_format, _file_stem(run))
-        payload = quarantined_bytes(rows, split, _format_of(target, quarantine_format))
-        _write(target, payload)
+        payload = quarantined_bytes(rows, split, (quarantine_format or "csv").lower().lstrip("."))
+        write_new_file(target, payload)
         account["path"] = str(target)
         from airflow_integrity.store.audit import fingerprint
 
@@ -328,27 +332,33 @@ def _file_stem(run: ValidationRun) -> str:
     map_index = identity.get("map_index")
     if map_index is not None and map_index >= 0:
         parts.append(f"map{identity['map_index']}")
-    parts.append(f"try{identity.get('try_number')}")
+    parts += [f"try{identity.get('try_number')}", run.result_id[:8]]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(str(p) for p in parts))
 
 
-def _format_of(target: Any, requested: str | None) -> str:
-    suffix = Path(str(getattr(target, "name", target))).suffix.lower()
-    fmt = QUARANTINE_FORMATS.get(suffix) or (requested or "csv").lower()
-    if fmt not in ("csv", "parquet", "jsonl"):
-        raise ValueError(f"quarantine_format={requested!r} is not one of csv, parquet, jsonl.")
-    return fmt
+def default_quarantine_dir() -> str:
+    """``[integrity] quarantine_dir``, or ``quarantine`` under ``AIRFLOW_HOME`` when it is not set."""
+    from airflow.sdk import conf
+
+    from airflow_integrity.settings import airflow_home
+
+    configured = (conf.get(*QUARANTINE_DIR_OPTION, fallback="") or "").strip()
+    return configured or str(airflow_home() / "quarantine")
 
 
 def quarantine_target(location: Any, file_format: str | None, stem: str) -> Any:
-    """The quarantine file: ``location`` itself when it names a file (a known suffix), else a file in it."""
-    text = str(location)
-    target = (
-        storage_path(text, conn_id=getattr(location, "conn_id", None)) if isinstance(location, str) else location
-    )
-    if Path(text).suffix.lower() in QUARANTINE_FORMATS:
-        return target
-    return target / f"{stem}.{_format_of(stem, file_format)}"
+    """The new file ``<stem>.<format>`` in the quarantine folder ``location`` (``None`` or empty: the default).
+
+    Raises:
+        ValueError: ``location`` names a file, or the format is unknown.
+    """
+    from airflow_integrity.validation.quarantine import check_quarantine_arguments
+
+    if location is None or (isinstance(location, str) and not location.strip()):
+        location = default_quarantine_dir()
+    check_quarantine_arguments(location, file_format)
+    folder = storage_path(location.strip()) if isinstance(location, str) else location
+    return folder / f"{stem}.{(file_format or 'csv').lower().lstrip('.')}"
 
 
 def quarantined_bytes(rows: TableRows, split: QuarantineSplit, file_format: str) -> bytes:
@@ -376,8 +386,36 @@ def quarantined_bytes(rows: TableRows, split: QuarantineSplit, file_format: str)
     return buffer.getvalue()
 
 
-def _write(target: Any, payload: bytes) -> None:
+def write_new_file(target: Any, payload: bytes) -> None:
+    """Create ``target`` (a local path or an object-store path) with ``payload``; never replace a file.
+
+    A local file is created exclusively (``O_EXCL``) and readable by its owner only, in folders created
+    owner-only; in object storage the file must not exist (exclusive create where the store supports it).
+
+    Raises:
+        FileExistsError: ``target`` exists already, naming it.
+    """
+    import os
+
+    exists = f"Quarantine file {target} already exists; quarantine files are never overwritten."
+    if isinstance(target, Path):
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise FileExistsError(exists) from None
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(payload)
+        return
     with contextlib.suppress(FileExistsError, NotImplementedError):  # object stores without directories
         target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as handle:
+    if target.exists():
+        raise FileExistsError(exists)
+    try:
+        handle = target.open("xb")
+    except FileExistsError:
+        raise FileExistsError(exists) from None
+    except (ValueError, NotImplementedError):  # a store without exclusive create: checked just above
+        handle = target.open("wb")
+    with handle:
         handle.write(payload)

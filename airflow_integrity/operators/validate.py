@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_integrity.hooks.validation_policy import check_policy
+from airflow_integrity.validation.quarantine import check_quarantine_arguments
 from airflow_integrity.validation.suite_refs import check_suite_reference
 
 if TYPE_CHECKING:
@@ -15,9 +17,144 @@ if TYPE_CHECKING:
 
     from airflow_integrity.hooks.validation import Handoff
 
+SAMPLE_MODES = ("values", "hashed", "none")
+# Where the rows go when quarantine_path is not given (read when the task runs).
+DEFAULT_QUARANTINE = "[integrity] quarantine_dir"
+
 
 def _templated(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
+
+
+def check_handoff_arguments(
+    on_failure: str,
+    *,
+    quarantine_path: Any,
+    quarantine_format: str | None,
+    max_unexpected_fraction: float,
+    samples: str,
+) -> None:
+    """Check the policy, quarantine and sample arguments of a validating task when the DAG is parsed.
+
+    Raises:
+        ValueError: Naming the argument: an unknown policy, format or samples mode, a fraction outside [0, 1],
+            or a quarantine location that names a file instead of a folder.
+    """
+    location = DEFAULT_QUARANTINE if quarantine_path is None else quarantine_path
+    check_policy(on_failure, quarantine_path=location, max_unexpected_fraction=max_unexpected_fraction)
+    check_quarantine_arguments(quarantine_path, quarantine_format)
+    if samples not in SAMPLE_MODES:
+        raise ValueError(
+            f"samples={samples!r} is not one of {', '.join(map(repr, SAMPLE_MODES))}; use 'hashed' for personal "
+            "or otherwise sensitive data."
+        )
+
+
+def quarantine_location(task: Any, rendered: Any, context: Mapping[str, Any]) -> Any:
+    """The quarantine folder of a running validating task: ``rendered`` (its rendered ``quarantine_path``), once
+    it is clear that whoever triggered the run did not choose it.
+
+    A ``quarantine_path`` template that reads ``dag_run.conf``, or reads a param the run's conf set to a value
+    other than the DAG's own, is refused unless the task was built with ``allow_quarantine_path_from_conf=True``:
+    otherwise anyone allowed to trigger the DAG could send the rejected rows anywhere. Params at their DAG-code
+    values (what Airflow's trigger form sends back unchanged) are DAG code.
+
+    Args:
+        task: The operator (its ``_quarantine_path_template`` is ``quarantine_path`` as written in the DAG).
+        rendered: The rendered ``quarantine_path``.
+        context: The task's context (``params``, ``dag_run``).
+
+    Raises:
+        AirflowFailException: The location comes from the run's conf, or names a file; naming the argument and
+            the fix.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    template = getattr(task, "_quarantine_path_template", None)
+    if isinstance(template, str) and not getattr(task, "allow_quarantine_path_from_conf", False):
+        source = _conf_source(task, template, context)
+        if source:
+            raise AirflowFailException(
+                f"quarantine_path={template!r} of task {task.task_id!r} takes the quarantine location from "
+                f"the run's conf ({source}), which whoever triggers the DAG chooses: they could send the rejected "
+                "rows anywhere. Set the folder in DAG code (a fixed path or ObjectStoragePath), or leave "
+                f"quarantine_path unset to use {DEFAULT_QUARANTINE}; if the people who trigger this DAG may "
+                "choose where its rejected rows go, pass allow_quarantine_path_from_conf=True."
+            )
+    try:
+        check_quarantine_arguments(rendered, getattr(task, "quarantine_format", None))
+    except ValueError as exc:
+        raise AirflowFailException(f"Task {task.task_id!r}: {exc}") from None
+    return rendered
+
+
+def _conf_source(task: Any, template: str, context: Mapping[str, Any]) -> str | None:
+    """How the run's conf chose what ``template`` renders to, or ``None`` when it did not."""
+    names, reads_conf = _template_inputs(task, template)
+    if reads_conf:
+        return "it reads dag_run.conf"
+    conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
+    params = dict(context.get("params") or {})
+    defaults = getattr(task, "_dag_code_params", {})
+    changed = sorted(
+        str(k) for k in (params if names is None else names) if k in conf and params.get(k) != defaults.get(k)
+    )
+    if not changed:
+        return None
+    return f"the run's conf set param{'s' if len(changed) > 1 else ''} {', '.join(map(repr, changed))}"
+
+
+def _template_inputs(task: Any, template: str) -> tuple[set[str] | None, bool]:
+    """The params a template reads (``None``: it reads them in a way that names none) and whether it reads the
+    run's conf (``dag_run.conf``, or ``dag_run`` handed on whole)."""
+    from jinja2 import Environment, TemplateSyntaxError, nodes
+
+    try:
+        tree = task.get_template_env().parse(template)
+    except (AttributeError, TemplateSyntaxError):
+        tree = Environment().parse(template)
+    names: set[str] = set()
+    dynamic = reads_conf = False
+    looked_into: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not isinstance(target, nodes.Name) or target.name not in ("params", "dag_run"):
+            continue
+        looked_into.add(id(target))
+        key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if target.name == "dag_run":
+            reads_conf = reads_conf or key in (None, "conf")
+        elif key is None:
+            dynamic = True
+        else:
+            names.add(str(key))
+    for call in tree.find_all(nodes.Call):  # params.get("x"), params.items(), ...
+        method = call.node
+        if isinstance(method, nodes.Getattr) and getattr(method.node, "name", None) == "params":
+            dynamic = True
+    for name in tree.find_all(nodes.Name):
+        if id(name) not in looked_into and name.name in ("params", "dag_run"):
+            dynamic = dynamic or name.name == "params"
+            reads_conf = reads_conf or name.name == "dag_run"
+    return (None if dynamic else names), reads_conf
+
+
+def dag_code_params(task: Any) -> dict[str, Any]:
+    """The values of the params of ``task`` and its DAG as the DAG's code sets them; call it in ``__init__``.
+
+    Read when the DAG file is parsed, because Airflow writes a run's conf into the same ``Param`` objects when
+    it builds the run's context.
+    """
+    from airflow.sdk.definitions._internal.types import is_arg_set as param_is_set
+    from airflow.sdk.definitions.param import Param
+
+    values: dict[str, Any] = {}
+    dag = task.get_dag() if hasattr(task, "get_dag") else None
+    for params in (getattr(dag, "params", None), getattr(task, "params", None)):
+        for name, param in (params or {}).items():
+            value = param.value if isinstance(param, Param) else param
+            values[str(name)] = copy.deepcopy(value) if param_is_set(value) else None
+    return values
 
 
 class ValidateDataOperator(BaseOperator):
@@ -62,15 +199,22 @@ class ValidateDataOperator(BaseOperator):
         expectation_parameters: Values of ``{"$PARAMETER": ...}`` arguments in the suite (templated).
         context_dir: GX project root, for suites given by name.
         on_failure: ``fail`` (default), ``warn`` or ``quarantine``.
-        quarantine_path: Quarantine directory, or file (``.csv``, ``.parquet``, ``.jsonl``), local or object
-            storage (templated); required for ``quarantine``. Files are named after DAG, task, run and try.
+        quarantine_path: The quarantine folder, local or object storage (a path, URI or ``ObjectStoragePath``),
+            fixed in DAG code (templated, but refused when the run's conf chooses it: see
+            ``allow_quarantine_path_from_conf``). Default: ``[integrity] quarantine_dir`` (``quarantine`` under
+            ``AIRFLOW_HOME`` when not set). Each validation writes a new file there, named after DAG, task, run,
+            map index, try and result; an existing file is never overwritten.
         quarantine_format: ``csv`` (default), ``parquet`` (needs pyarrow) or ``jsonl``.
+        allow_quarantine_path_from_conf: Accept a ``quarantine_path`` that the run's conf chooses (through
+            ``params`` or ``dag_run.conf``): only when whoever may trigger the DAG may decide where its rejected
+            rows go.
         max_unexpected_fraction: With ``quarantine``, the task fails when more than this fraction of the rows
             is bad (default 0.1).
         quarantine_warnings: Also quarantine rows rejected only by ``warning`` expectations.
         return_data: Also return the validated rows under ``fail`` / ``warn``.
         allow_empty: Accept data without rows.
-        samples: Sample unexpected values in the summary as ``values``, ``hashed`` or ``none``.
+        samples: What the summary (XCom) shows of failing values: ``values`` (a few, clipped), ``hashed``
+            (HMAC-SHA256 fingerprints keyed with the store's secret salt; for personal data) or ``none``.
         business_key: Business key of the audit events (templated), e.g. ``"intake-{{ ds }}"``.
         integrity_conn_id: The integrity store connection (default ``[integrity] conn_id``).
     """
@@ -119,6 +263,7 @@ class ValidateDataOperator(BaseOperator):
         on_failure: str = "fail",
         quarantine_path: Any = None,
         quarantine_format: str | None = None,
+        allow_quarantine_path_from_conf: bool = False,
         max_unexpected_fraction: float = 0.1,
         quarantine_warnings: bool = False,
         return_data: bool = False,
@@ -129,7 +274,13 @@ class ValidateDataOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_policy(on_failure, quarantine_path=quarantine_path, max_unexpected_fraction=max_unexpected_fraction)
+        check_handoff_arguments(
+            on_failure,
+            quarantine_path=quarantine_path,
+            quarantine_format=quarantine_format,
+            max_unexpected_fraction=max_unexpected_fraction,
+            samples=samples,
+        )
         given = [name for name, value in (("data", data), ("path", path), ("sql", sql), ("table", table),
                  ("endpoint", endpoint)) if value is not None]  # fmt: skip
         if len(given) != 1:
@@ -158,7 +309,10 @@ class ValidateDataOperator(BaseOperator):
         self.context_dir = context_dir
         self.on_failure = on_failure
         self.quarantine_path = quarantine_path
+        self._quarantine_path_template = quarantine_path  # as written in the DAG: rendering replaces the other
+        self._dag_code_params = dag_code_params(self) if on_failure == "quarantine" else {}
         self.quarantine_format = quarantine_format
+        self.allow_quarantine_path_from_conf = allow_quarantine_path_from_conf
         self.max_unexpected_fraction = max_unexpected_fraction
         self.quarantine_warnings = quarantine_warnings
         self.return_data = return_data
@@ -175,6 +329,9 @@ class ValidateDataOperator(BaseOperator):
         from airflow_integrity.hooks.validation import enforce, validate_or_fail
 
         hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
+        location = None
+        if self.on_failure == "quarantine":  # before anything runs: a location the run's conf chose is refused
+            location = quarantine_location(self, self.quarantine_path, context)
         source = validate_or_fail(
             lambda: source_from_arguments(
                 path=self.path,
@@ -219,7 +376,7 @@ class ValidateDataOperator(BaseOperator):
             hook,
             run,
             on_failure=self.on_failure,
-            quarantine_path=self.quarantine_path,
+            quarantine_path=location,
             quarantine_format=self.quarantine_format,
             max_unexpected_fraction=self.max_unexpected_fraction,
             quarantine_warnings=self.quarantine_warnings,

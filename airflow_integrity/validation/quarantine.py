@@ -1,8 +1,10 @@
-"""Split validated data into the rows that may flow on and the rows to quarantine, with the reasons per row."""
+"""Split validated data into the rows that may flow on and the rows to quarantine, with the reasons per row;
+check where quarantined rows may go (a folder, in which every validation writes a new file)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,6 +13,42 @@ if TYPE_CHECKING:
     from airflow_integrity.validation.run import ValidationOutcome
 
 REASONS_COLUMN = "_integrity_reasons"
+QUARANTINE_FORMATS = ("csv", "jsonl", "parquet")
+# Names that look like a file rather than a folder.
+_FILE_SUFFIXES = frozenset({".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"})
+
+
+def check_quarantine_arguments(
+    location: Any, file_format: str | None, *, argument: str = "quarantine_path"
+) -> None:
+    """Check a quarantine folder and file format, as far as that is possible before templates render.
+
+    Args:
+        location: A folder (local path, URI, ``ObjectStoragePath``), ``None`` for the configured default, or a
+            template (checked once rendered).
+        file_format: ``csv``, ``jsonl``, ``parquet`` or ``None`` (``csv``).
+        argument: How the error names the location.
+
+    Raises:
+        ValueError: An unknown format, or a location that names a file: every validation writes a new file in
+            the folder, so a fixed file name would be overwritten by the next run or try.
+    """
+    if file_format is not None and file_format.lower().lstrip(".") not in QUARANTINE_FORMATS:
+        raise ValueError(f"quarantine_format={file_format!r} is not one of {', '.join(QUARANTINE_FORMATS)}.")
+    if location is None:
+        return
+    text = location if isinstance(location, str) else str(location)
+    if "{{" in text or "{%" in text:
+        return
+    name = PurePosixPath(text.rstrip("/") or "/")
+    suffix = name.suffix.lower()
+    if suffix in _FILE_SUFFIXES:
+        fmt = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "jsonl")
+        raise ValueError(
+            f"{argument}={text!r} names a file. Quarantined rows go to a new file per validation (named after "
+            "DAG, run, task and try) in a folder, and no file is ever overwritten: pass the folder "
+            f"({argument}={str(name.parent)!r}) and quarantine_format={fmt!r}."
+        )
 
 
 @dataclass

@@ -22,7 +22,8 @@ def test_validated_task_policies_in_a_dag_run(airflow_db, tmp_path, monkeypatch)
 
     store_url = f"sqlite:///{tmp_path / 'integrity.db'}"
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
-    run = load_fixture_dag("validate_decorated").test(run_conf={"quarantine_dir": str(tmp_path / "q")})
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__QUARANTINE_DIR", str(tmp_path / "q"))
+    run = load_fixture_dag("validate_decorated").test()
 
     assert run.state == DagRunState.FAILED
     tis = {ti.task_id: ti for ti in run.get_task_instances()}

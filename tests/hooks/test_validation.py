@@ -96,10 +96,18 @@ def test_policies_fail_warn_quarantine(store_conn_env: str, tmp_path, capfd) -> 
     assert event.details["result_id"] == run.result_id and event.details["bad_rows"] == 1
 
     # More bad rows than allowed: the task fails, and the bad rows are in quarantine all the same.
-    target = tmp_path / "strict.jsonl"
+    strict = tmp_path / "strict"
     with pytest.raises(AirflowFailException, match=r"more than max_unexpected_fraction=0\.2"):
-        enforce(hook, run, on_failure="quarantine", quarantine_path=str(target), max_unexpected_fraction=0.2)
-    assert pd.read_json(target, lines=True)["patient_id"].tolist() == ["p2"]
+        enforce(
+            hook,
+            run,
+            on_failure="quarantine",
+            quarantine_path=str(strict),
+            quarantine_format="jsonl",
+            max_unexpected_fraction=0.2,
+        )
+    [target] = strict.iterdir()
+    assert target.suffix == ".jsonl" and pd.read_json(target, lines=True)["patient_id"].tolist() == ["p2"]
 
     # With quarantine_warnings, rows failing only a warning expectation are quarantined too.
     wide = enforce(

@@ -24,8 +24,17 @@ def test_constructor_checks_are_cheap_and_name_the_problem(tmp_path) -> None:
         ValidateDataOperator(task_id="v", suite=SUITE)
     with pytest.raises(ValueError, match="got data, path"):
         ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, path="x.csv")
+    # Without quarantine_path the rows go to [integrity] quarantine_dir when the task runs.
+    default = ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, on_failure="quarantine")
+    assert default.quarantine_path is None and default.allow_quarantine_path_from_conf is False
     with pytest.raises(ValueError, match="needs quarantine_path="):
-        ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, on_failure="quarantine")
+        ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, on_failure="quarantine", quarantine_path="")
+    with pytest.raises(ValueError, match="quarantine_format='xlsx' is not one of csv, jsonl, parquet"):
+        ValidateDataOperator(
+            task_id="v", suite=SUITE, data=ROWS, on_failure="quarantine", quarantine_format="xlsx"
+        )
+    with pytest.raises(ValueError, match="samples='hash' is not one of 'values', 'hashed', 'none'"):
+        ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, samples="hash")
     with pytest.raises(ValueError, match="on_failure='retry' is not one of"):
         ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, on_failure="retry")
     broken = tmp_path / "broken.json"

@@ -3,6 +3,8 @@ every validation is stored and audited with the task's identity."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -19,8 +21,10 @@ def test_policies_in_a_dag_run(airflow_db, tmp_path, monkeypatch) -> None:
 
     store_url = f"sqlite:///{tmp_path / 'integrity.db'}"
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    # The DAG's quarantine_path renders empty from its own params: the [integrity] quarantine_dir is used.
     quarantine_dir = tmp_path / "quarantine"
-    run = load_fixture_dag("validate_operator").test(run_conf={"quarantine_dir": str(quarantine_dir)})
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__QUARANTINE_DIR", str(quarantine_dir))
+    run = load_fixture_dag("validate_operator").test()
 
     assert run.state == DagRunState.FAILED  # check_fail failed, as it must
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
@@ -36,7 +40,9 @@ def test_policies_in_a_dag_run(airflow_db, tmp_path, monkeypatch) -> None:
 
     # Quarantine: the bad row with its reasons in a file named after the task; only good rows flow on.
     [written] = quarantine_dir.iterdir()
-    assert written.name.startswith("validate_operator__check_quarantine__") and written.suffix == ".csv"
+    safe_run_id = re.sub(r"[^A-Za-z0-9._-]+", "_", run.run_id)
+    assert written.name.startswith(f"validate_operator__check_quarantine__{safe_run_id}__try1__")
+    assert written.suffix == ".csv" and written.stat().st_mode & 0o077 == 0  # patient rows: owner only
     bad = pd.read_csv(written)
     assert bad["patient_id"].tolist() == ["p2"]
     assert bad[REASONS_COLUMN].tolist() == ["#1 expect_column_values_to_be_between on age"]
@@ -60,3 +66,18 @@ def test_policies_in_a_dag_run(airflow_db, tmp_path, monkeypatch) -> None:
     [quarantined] = events(store_url, "validation.quarantined")
     assert quarantined.details["result_id"] == returned["summary"]["result_id"]
     assert quarantined.task_id == "check_quarantine"
+
+
+def test_a_quarantine_path_from_the_run_conf_is_refused(airflow_db, tmp_path, monkeypatch) -> None:
+    from airflow.utils.state import TaskInstanceState
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{tmp_path / 'integrity.db'}")
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__QUARANTINE_DIR", str(tmp_path / "quarantine"))
+    elsewhere = tmp_path / "chosen-by-whoever-triggered"
+    run = load_fixture_dag("validate_operator").test(run_conf={"quarantine_dir": str(elsewhere)})
+
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert tis["check_quarantine"].state == TaskInstanceState.FAILED
+    assert tis["check_quarantine"].try_number == 1  # AirflowFailException: retrying cannot help
+    assert tis["consume"].state == TaskInstanceState.UPSTREAM_FAILED
+    assert not elsewhere.exists() and not (tmp_path / "quarantine").exists()  # no patient row went anywhere
