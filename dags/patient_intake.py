@@ -2,23 +2,22 @@
 every step.
 
 Each hand-off is checked by ``ValidateDataOperator`` with ``on_failure="quarantine"``: a record that breaks a
-row-level rule is written, with the reasons, to the quarantine folder (param ``quarantine_dir``), and only the
-good records flow on. The run fails only if more than half of a batch is bad. Every validation's full result
-is in the integrity store and every validation and quarantine is an audit event under the business key
-``intake-<run id>``.
+row-level rule is written, with the reasons, to a new file in the quarantine folder (``[integrity]
+quarantine_dir``, by default ``quarantine`` under ``AIRFLOW_HOME``; never a location from the run's conf), and
+only the good records, exactly as they came in, flow on. The run fails only if more than half of a batch is
+bad. The summaries in XCom show failing values only as fingerprints keyed with the integrity store's secret
+salt (``samples="hashed"``): these are patient records. Every validation's full result is in the integrity
+store and every validation and quarantine is an audit event under the business key ``intake-<run id>``.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
 
 from airflow_integrity.operators.validate import ValidateDataOperator
-
-QUARANTINE_DIR = os.path.join(os.environ.get("AIRFLOW_HOME", "~/airflow"), "quarantine", "patient_intake")
 
 REGISTRATION_SUITE = {
     "name": "patient_registration",
@@ -54,7 +53,6 @@ _PAYERS = {"MRN-100001": ("active", 20), "MRN-100002": ("expired", 0), "MRN-1000
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={"quarantine_dir": QUARANTINE_DIR},
     tags=["integrity", "example", "validation"],
     doc_md=__doc__,
 )
@@ -78,9 +76,9 @@ def patient_intake() -> None:
         task_id="validate_registrations",
         data=register_patients(),
         suite=REGISTRATION_SUITE,
-        on_failure="quarantine",
-        quarantine_path="{{ params.quarantine_dir }}",
+        on_failure="quarantine",  # to a new file in [integrity] quarantine_dir per run, task and try
         max_unexpected_fraction=0.5,
+        samples="hashed",  # patient data: XCom shows keyed fingerprints of failing values, not the values
         business_key="intake-{{ run_id }}",
     )
 
@@ -97,9 +95,9 @@ def patient_intake() -> None:
         task_id="validate_coverage",
         data=verify_insurance(registrations.output),
         suite=COVERAGE_SUITE,
-        on_failure="quarantine",
-        quarantine_path="{{ params.quarantine_dir }}",
+        on_failure="quarantine",  # to a new file in [integrity] quarantine_dir per run, task and try
         max_unexpected_fraction=0.5,
+        samples="hashed",  # patient data: XCom shows keyed fingerprints of failing values, not the values
         business_key="intake-{{ run_id }}",
     )
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.store.validation_results import sample_key
 from airflow_integrity.validation.quarantine import REASONS_COLUMN
+from airflow_integrity.validation.summary import keyed_fingerprint
 from tests.dag_runs import load_example_dag
 from tests.hooks.validation_helpers import events
 
@@ -19,12 +23,18 @@ def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(airflow_db
     store_url = f"sqlite:///{tmp_path / 'integrity.db'}"
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
     quarantine = tmp_path / "quarantine"
-    run = load_example_dag("patient_intake").test(run_conf={"quarantine_dir": str(quarantine)})
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__QUARANTINE_DIR", str(quarantine))
+    # Whoever triggers the run cannot choose where patient rows go: the DAG takes no location from its conf.
+    elsewhere = tmp_path / "chosen-by-whoever-triggered"
+    run = load_example_dag("patient_intake").test(
+        run_conf={"quarantine_dir": str(elsewhere), "quarantine_path": str(elsewhere)}
+    )
 
     assert run.state == DagRunState.SUCCESS
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert {ti.state for ti in tis.values()} == {TaskInstanceState.SUCCESS}
 
+    assert not elsewhere.exists()
     files = {path.name.split("__")[1]: pd.read_csv(path) for path in quarantine.iterdir()}
     assert set(files) == {"validate_registrations", "validate_coverage"}
     registrations = files["validate_registrations"]
@@ -49,6 +59,17 @@ def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(airflow_db
         stored = hook.get_validation_result(summary["result_id"])
         assert stored is not None and stored.suite_name == suite and stored.status == "failed"
         assert stored.identity["task_id"] == task_id and len(stored.full_result["results"]) > 0
+
+    # Patient data: the summaries in XCom show fingerprints keyed with the store's salt, never the values.
+    registrations_summary = tis["validate_registrations"].xcom_pull(task_ids="validate_registrations")["summary"]
+    coverage_summary = tis["validate_coverage"].xcom_pull(task_ids="validate_coverage")["summary"]
+    key = sample_key(hook.get_store())
+    email = next(f for f in registrations_summary["failures"] if f.get("column") == "email")
+    assert email["samples"] == [keyed_fingerprint("no email", key)]
+    in_set = next(f for f in coverage_summary["failures"] if f.get("column") == "coverage")
+    assert in_set["samples"] == [keyed_fingerprint("expired", key)]
+    shown = json.dumps([registrations_summary, coverage_summary])
+    assert "no email" not in shown and "expired" not in shown and "hmac-sha256:" in shown
 
     recorded = [e for e in events(store_url) if e.event_type.startswith("validation.")]
     assert [(e.task_id, e.event_type) for e in recorded] == [
