@@ -13,19 +13,29 @@ from typing import Any
 from airflow_integrity.identity import actor, task_instance_identity
 from airflow_integrity.store.audit import AuditEvent, Recorded, fingerprint
 
-__all__ = ["fingerprint", "record", "redact"]
+__all__ = ["fingerprint", "record", "redact", "redact_text"]
+
+
+def _masker() -> Any:
+    try:
+        from airflow.sdk._shared.secrets_masker import redact as _redact
+    except ImportError:  # pragma: no cover - core-only installations
+        from airflow._shared.secrets_masker import redact as _redact
+    return _redact
 
 
 def redact(details: Mapping[str, Any] | None) -> dict[str, Any]:
     """Mask anything Airflow's secrets masker would mask (passwords, tokens, registered secrets)."""
     if not details:
         return {}
-    try:
-        from airflow.sdk._shared.secrets_masker import redact as _redact
-    except ImportError:  # pragma: no cover - core-only installations
-        from airflow._shared.secrets_masker import redact as _redact
-    redacted: Any = _redact(dict(details))
+    redacted: Any = _masker()(dict(details))
     return dict(redacted)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret Airflow's secrets masker knows (connection passwords, registered secrets)
+    replaced by ``***``: for error messages kept where they can never be scrubbed later."""
+    return str(_masker()(text))
 
 
 def _current_task_instance() -> Any:

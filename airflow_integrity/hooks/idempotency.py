@@ -18,20 +18,32 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_integrity.audit import build_event
+from airflow_integrity.audit import build_event, redact_text
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.store.errors import StoreError
 from airflow_integrity.store.ledger import IdempotencyLedger
-from airflow_integrity.store.ledger_codec import fingerprint, show_key, validate_key, validate_namespace
+from airflow_integrity.store.ledger_codec import (
+    check_durations,
+    fingerprint,
+    legacy_fingerprint,
+    show_key,
+    validate_key,
+    validate_namespace,
+)
 from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
 from airflow_integrity.store.ledger_heartbeat import LeaseHeartbeat
 from airflow_integrity.store.ledger_types import (
     ClaimOutcome,
     ClaimStatus,
+    Completion,
+    Lease,
     LedgerInputError,
+    ResultCorruptedError,
     ResultNotSerializableError,
     ResultTooLargeError,
     StaleHolderError,
 )
+from airflow_integrity.store.limits import MAX_BUSINESS_KEY_LENGTH
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -48,6 +60,9 @@ log = logging.getLogger(__name__)
 EVENT_PREFIX = "idempotency."
 # In-process waiting for a live holder: first pause, growth factor and longest pause, in seconds.
 _FIRST_PAUSE, _GROWTH, _LONGEST_PAUSE = 0.05, 1.6, 5.0
+# Retrying a completion the store did not take: first pause and longest pause, in seconds; the retries stop
+# this long (at most) before the lease would run out.
+_COMPLETION_PAUSE, _COMPLETION_LONGEST_PAUSE, _COMPLETION_MARGIN = 0.1, 5.0, 1.0
 
 _CURRENT: contextvars.ContextVar[IdempotencyClaim | None] = contextvars.ContextVar(
     "airflow_integrity_idempotency_claim", default=None
@@ -132,11 +147,23 @@ def fingerprint_of(inputs: Any, *, key: str, what: str) -> str:
     try:
         return fingerprint(inputs)
     except LedgerInputError as exc:
-        raise AirflowFailException(
-            f"Cannot fingerprint the {what} for idempotency key {show_key(key)}: {exc} Alternatively pass "
-            "fingerprint_inputs= with the JSON-like values that define the effect (for example "
-            "{'claim_id': ..., 'amount': ...})."
-        ) from exc
+        raise _unfingerprintable(exc, key, what) from exc
+
+
+def legacy_fingerprint_of(inputs: Any, *, key: str, what: str) -> str | None:
+    """The fingerprint an earlier version stored for ``inputs``, when it differs from :func:`fingerprint_of`."""
+    try:
+        return legacy_fingerprint(inputs)
+    except LedgerInputError as exc:
+        raise _unfingerprintable(exc, key, what) from exc
+
+
+def _unfingerprintable(exc: LedgerInputError, key: str, what: str) -> AirflowFailException:
+    return AirflowFailException(
+        f"Cannot fingerprint the {what} for idempotency key {show_key(key)}: {exc} Alternatively pass "
+        "fingerprint_inputs= with the JSON-like values that define the effect (for example "
+        "{'claim_id': ..., 'amount': ...})."
+    )
 
 
 class IdempotencyGuard:
@@ -153,6 +180,8 @@ class IdempotencyGuard:
         integrity_conn_id: Connection of the integrity store (default: ``[integrity] conn_id``).
         task_instance: The running task instance, attached to the audit events (default: the current one).
         max_wait: Longest in-process wait for a live holder, in seconds (``None``: as long as it holds).
+        legacy_fingerprint: The inputs' fingerprint as an earlier version computed it, when it differs
+            (:func:`legacy_fingerprint_of`), so that a key it claimed is still recognised.
     """
 
     def __init__(
@@ -167,21 +196,27 @@ class IdempotencyGuard:
         integrity_conn_id: str | None = None,
         task_instance: Any = None,
         max_wait: float | None = None,
+        legacy_fingerprint: str | None = None,
     ) -> None:
+        # Everything is checked before the key is claimed: a key that could be claimed but not audited
+        # would never run.
         try:
             self.namespace = validate_namespace(namespace)
             self.key = validate_key(key, self.namespace)
+            check_durations(self.key, lease_seconds)
         except LedgerInputError as exc:
-            raise AirflowFailException(f"{exc} (Set key= / namespace= of the idempotent task.)") from exc
-        if not lease_seconds > 0:
+            raise AirflowFailException(f"{exc} (Set key= / namespace= / lease_seconds= of the task.)") from exc
+        self.business_key = business_key or self.key
+        if not isinstance(self.business_key, str) or len(self.business_key) > MAX_BUSINESS_KEY_LENGTH:
             raise AirflowFailException(
-                f"lease_seconds={lease_seconds!r} for idempotency key {show_key(self.key)} must be a positive "
-                "number of seconds (default 60)."
+                f"business_key {self.business_key!r:.80} of idempotency key {show_key(self.key)} must be text of "
+                f"at most {MAX_BUSINESS_KEY_LENGTH} characters (it names the key's audit events); shorten it."
             )
         self.fingerprint = fingerprint
+        self.legacy_fingerprint = legacy_fingerprint
         self.lease_seconds = float(lease_seconds)
         self.holder = dict(holder or {})
-        self.business_key = business_key or self.key
+        self._asked = time.monotonic()
         self.hook = IntegrityCheckHook(integrity_conn_id=integrity_conn_id)
         self.task_instance = task_instance
         self.max_wait = max_wait
@@ -216,7 +251,11 @@ class IdempotencyGuard:
             StaleHolderError: This attempt lost its lease while working; its result was not recorded.
         """
         with self.hook.get_ledger(self.namespace) as ledger:
-            outcome = self._claim(ledger, wait=wait)
+            try:
+                outcome = self._claim(ledger, wait=wait)
+            except ResultCorruptedError as exc:
+                self.record("result_corrupted", {"namespace": self.namespace, "key": self.key, "error": str(exc)})
+                raise AirflowFailException(str(exc)) from exc
             if outcome.proceed:
                 return self._execute(ledger, outcome, work)
             self.record(outcome.event, outcome.audit_details())
@@ -228,12 +267,14 @@ class IdempotencyGuard:
     def _claim(self, ledger: IdempotencyLedger, *, wait: bool) -> ClaimOutcome:
         started, pause, announced = time.monotonic(), _FIRST_PAUSE, False
         while True:
+            self._asked = time.monotonic()
             outcome = ledger.claim(
                 self.key,
                 fingerprint=self.fingerprint,
                 holder=self.holder,
                 lease_seconds=self.lease_seconds,
                 namespace=self.namespace,
+                legacy_fingerprint=self.legacy_fingerprint,
             )
             if outcome.status is not ClaimStatus.BUSY:
                 return outcome
@@ -260,19 +301,21 @@ class IdempotencyGuard:
             key=self.key,
             namespace=self.namespace,
             fencing_token=lease.fencing_token,
-            fingerprint=self.fingerprint,
+            fingerprint=outcome.fingerprint,
             takeover=outcome.status is ClaimStatus.TAKEOVER,
         )
         log.info("%s", outcome.message)
         try:
             self.record(outcome.event, outcome.audit_details())
-            with LeaseHeartbeat(ledger, lease):
+            with LeaseHeartbeat(ledger, lease, granted_at=self._asked) as heartbeat:
                 token = _CURRENT.set(claim)
                 try:
                     value = work(claim)
                 finally:
                     _CURRENT.reset(token)
-            completion = ledger.complete(lease, value)
+                # From here on the effect has happened: the outcome may never again be "run the work".
+                heartbeat.raise_if_lost()
+                completion = self._complete(ledger, heartbeat, value)
         except StaleHolderError as refusal:
             self.record(refusal.event, refusal.audit_details())
             raise
@@ -284,23 +327,112 @@ class IdempotencyGuard:
                 "is marked failed without retry: check whether the effect happened, fix the result, then "
                 f"release the key (airflow integrity ledger release {self.key!r} --reason ...)."
             ) from exc
+        except _CompletionNotRecorded as lost:
+            raise self._unrecorded(ledger, lost) from lost.cause
         except AirflowFailException as exc:
             self._fail(ledger, lease, exc, retryable=False)
             raise
         except BaseException as exc:
-            # Any other failure (including a task that has no retries left) leaves the key claimable, so
-            # that a retry or a later clear of the task runs the work.
+            # Any other failure of the work (including a task that has no retries left) leaves the key
+            # claimable, so that a retry or a later clear of the task runs the work.
             self._fail(ledger, lease, exc, retryable=True)
             raise
         self.record(completion.event, completion.audit_details())
         return GuardedResult(value, outcome.status, lease.fencing_token)
 
-    def _fail(self, ledger: IdempotencyLedger, lease: Any, exc: BaseException, *, retryable: bool) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+    def _complete(self, ledger: IdempotencyLedger, heartbeat: LeaseHeartbeat, value: Any) -> Completion:
+        """Record the result; while the lease holds, retry what the store could not take (a lock timeout, a
+        dropped connection): the work has run, so giving up here must never re-open the key for a retry."""
+        pause = _COMPLETION_PAUSE
+        while True:
+            try:
+                return ledger.complete(heartbeat.lease, value)
+            except (StaleHolderError, LedgerInputError):
+                raise
+            except StoreError as exc:
+                heartbeat.raise_if_lost()
+                if not heartbeat.holds(margin=pause + _COMPLETION_MARGIN):
+                    raise _CompletionNotRecorded(heartbeat.lease, exc) from exc
+                log.warning(
+                    "Idempotency key %r: the result could not be recorded yet (retrying in %.1f s while the lease "
+                    "holds): %s",
+                    self.key,
+                    pause,
+                    exc,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, _COMPLETION_LONGEST_PAUSE)
+
+    def _unrecorded(self, ledger: IdempotencyLedger, lost: _CompletionNotRecorded) -> AirflowFailException:
+        """The work ran and its completion could not be recorded while the lease held: settle the key as
+        failed without retry, so that only a person re-opens it; say so, audited."""
+        key = show_key(self.key)
+        release = f"airflow integrity ledger release {self.key!r} --namespace {self.namespace!r} --reason ..."
+        cause = f"its completion could not be recorded ({type(lost.cause).__name__}: {lost.cause})"
+        if self._fail(ledger, lost.lease, lost.cause, retryable=False, effect=True):
+            return AirflowFailException(
+                f"The work of idempotency key {key} ran, but {cause}: the effect may have happened. The key is "
+                "marked failed without retry, so no attempt runs the work again: check whether the effect "
+                f"happened, then release the key ({release}) if it must run again."
+            )
+        self._record_safely(
+            "completion_unrecorded",
+            {
+                "namespace": self.namespace,
+                "key": self.key,
+                "fencing_token": lost.lease.fencing_token,
+                "effect_may_have_happened": True,
+                "error": redact_text(f"{type(lost.cause).__name__}: {lost.cause}"),
+            },
+        )
+        return AirflowFailException(
+            f"The work of idempotency key {key} ran, but {cause}, nor could the key be marked failed: the effect "
+            "may have happened. The store still shows the key held with fencing token "
+            f"{lost.lease.fencing_token}; "
+            "once its lease runs out another attempt could take it over and run the work again. Check whether "
+            "the effect happened before clearing or re-running anything with this key."
+        )
+
+    def _fail(
+        self,
+        ledger: IdempotencyLedger,
+        lease: Lease,
+        exc: BaseException,
+        *,
+        retryable: bool,
+        effect: bool = False,
+    ) -> bool:
+        """Record the attempt as failed (its error masked by Airflow's secrets masker); whether it was recorded."""
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        if effect:
+            error = f"The work ran; its completion could not be recorded, so the effect may have happened. {error}"
         try:
             failure = ledger.fail(lease, error, retryable=retryable)
         except StaleHolderError as refusal:
             log.error("%s", refusal)
-            self.record(refusal.event, refusal.audit_details())
-            return
-        self.record(failure.event, failure.audit_details())
+            self._record_safely(refusal.event, refusal.audit_details())
+            return False
+        except StoreError as store_error:
+            log.error("Idempotency key %r: the failure could not be recorded: %s", self.key, store_error)
+            return False
+        details = failure.audit_details()
+        if effect:
+            details["effect_may_have_happened"] = True
+        self._record_safely(failure.event, details)
+        return True
+
+    def _record_safely(self, event: str, details: Mapping[str, Any]) -> None:
+        """Record an event while another error is on its way out: never let the audit hide that error."""
+        try:
+            self.record(event, details)
+        except Exception:
+            log.exception("Audit event %s%s of idempotency key %r not recorded", EVENT_PREFIX, event, self.key)
+
+
+class _CompletionNotRecorded(Exception):
+    """The work returned and its completion could not be written while the lease held."""
+
+    def __init__(self, lease: Lease, cause: StoreError) -> None:
+        super().__init__(str(cause))
+        self.lease = lease
+        self.cause = cause

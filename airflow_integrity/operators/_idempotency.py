@@ -73,6 +73,14 @@ class IdempotencyMixin:
         poll_interval: float,
         max_wait: float | None,
     ) -> None:
+        from airflow_integrity.store.limits import MAX_LEASE_SECONDS, duration_problem
+
+        problem = duration_problem(lease_seconds, MAX_LEASE_SECONDS)
+        if problem is not None:
+            raise ValueError(
+                f"Task {self.task_id!r}: lease_seconds={lease_seconds!r} {problem}; give a positive number of "
+                f"seconds up to {MAX_LEASE_SECONDS:,.0f} (default 60)."
+            )
         self.key = key
         self.namespace = namespace
         self.lease_seconds = lease_seconds
@@ -85,7 +93,7 @@ class IdempotencyMixin:
 
     def build_guard(self, context: Context, default_inputs: Any) -> IdempotencyGuard:
         """The guard for this attempt: rendered key, fingerprint of the inputs, task identity."""
-        from airflow_integrity.hooks.idempotency import IdempotencyGuard, fingerprint_of
+        from airflow_integrity.hooks.idempotency import IdempotencyGuard, fingerprint_of, legacy_fingerprint_of
 
         key = self.key
         if not isinstance(key, str):
@@ -100,6 +108,7 @@ class IdempotencyMixin:
         return IdempotencyGuard(
             key=key,
             fingerprint=digest,
+            legacy_fingerprint=legacy_fingerprint_of(inputs, key=key, what=what),
             namespace=self.namespace,
             lease_seconds=self.lease_seconds,
             holder=holder_of(context),

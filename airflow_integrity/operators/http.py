@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.http.operators.http import HttpOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
@@ -125,7 +126,18 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         else:
             response = hook.run(self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs)
         if self.response_check or self.response_filter:
-            processed = self.process_response(context=context, response=response)
+            try:
+                processed = self.process_response(context=context, response=response)
+            except Exception as exc:
+                # The request was sent and answered: sending it again on a retry could repeat its effect.
+                raise AirflowFailException(
+                    f"{(self.method or '').upper()} {self.endpoint} answered {response.status_code} "
+                    f"{response.reason}, so the request was sent and its effect may have happened, but "
+                    f"response_check/response_filter failed ({type(exc).__name__}: {exc}). Idempotency key "
+                    f"{claim.key!r} is marked failed without retry so that the request is not sent again: check "
+                    f"the effect, then release the key (airflow integrity ledger release {claim.key!r} "
+                    f"--namespace {claim.namespace!r} --reason ...) if it must be sent again."
+                ) from exc
             if self.response_filter:
                 return processed
         return summarize_response(response, self.stored_headers)

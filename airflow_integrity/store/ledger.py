@@ -19,8 +19,10 @@ from dataclasses import replace
 from typing import Any
 
 from airflow_integrity.store.ledger_codec import (
+    FINGERPRINT_SCHEME,
     MAX_PERSON_LENGTH,
     bound_error,
+    check_durations,
     encode_holder,
     encode_result,
     fingerprint,
@@ -130,6 +132,7 @@ class IdempotencyLedger:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         ttl_seconds: float | None = None,
         namespace: str | None = None,
+        legacy_fingerprint: str | None = None,
     ) -> ClaimOutcome:
         """Decide whether this caller runs the work of ``key``.
 
@@ -140,6 +143,8 @@ class IdempotencyLedger:
             lease_seconds: How long the claim stays live without a heartbeat.
             ttl_seconds: Forget the key this long after it is first claimed (default: never).
             namespace: The key's namespace (default: the ledger's).
+            legacy_fingerprint: The inputs' fingerprint in scheme 1 (``legacy_fingerprint(inputs)``), when it
+                differs: a key claimed by an earlier version with the same inputs stored that one.
 
         Returns:
             A ``ClaimOutcome``; only ``CLAIMED`` and ``TAKEOVER`` carry a lease.
@@ -147,13 +152,16 @@ class IdempotencyLedger:
         ns = self._ns(namespace)
         key = validate_key(key, ns)
         validate_fingerprint(fingerprint, key)
-        if not lease_seconds > 0 or (ttl_seconds is not None and not ttl_seconds > 0):
-            raise LedgerError(
-                f"lease_seconds ({lease_seconds}) and ttl_seconds ({ttl_seconds}) for idempotency key "
-                f"{show_key(key)} must be positive (leave ttl_seconds unset to keep the key forever)."
-            )
+        check_durations(key, lease_seconds, ttl_seconds)
         holder_dict, holder_json = encode_holder(holder, key)
-        params = {"namespace": ns, "key": key, "fingerprint": fingerprint, "holder": holder_json}
+        legacy = None if legacy_fingerprint is None else validate_fingerprint(legacy_fingerprint, key)
+        params: dict[str, Any] = {
+            "namespace": ns,
+            "key": key,
+            "fingerprint": fingerprint,
+            "holder": holder_json,
+            "scheme": FINGERPRINT_SCHEME,
+        }
         params.update(self._durations(lease_seconds, ttl_seconds))
         for _ in range(_CLAIM_ROUNDS):
             with self._connections.write() as cursor:
@@ -163,7 +171,7 @@ class IdempotencyLedger:
                         row,
                         namespace=ns,
                         key=key,
-                        fingerprint=fingerprint,
+                        fingerprint=params["fingerprint"],
                         holder=holder_dict,
                         holder_json=holder_json,
                         lease_seconds=float(lease_seconds),
@@ -172,11 +180,16 @@ class IdempotencyLedger:
                 current = cursor.one(self._sql.select, params)
                 if current is None:
                     continue
-                outcome = self._decide(entry_from_row(current), current[-1], fingerprint)
+                entry = entry_from_row(current)
+                if entry.fingerprint_scheme == 1 and entry.fingerprint == legacy != params["fingerprint"]:
+                    # Claimed by an earlier version from these very inputs: decide on its fingerprint.
+                    params.update(fingerprint=legacy, scheme=1)
+                    continue
+                outcome = self._decide(entry, current[-1], params["fingerprint"])
                 if outcome is None:
                     continue
                 if outcome.status in (ClaimStatus.REPLAY, ClaimStatus.MISMATCH):
-                    self._note(cursor, outcome.entry, outcome.event, fingerprint, holder_json)
+                    self._note(cursor, outcome.entry, outcome.event, params["fingerprint"], holder_json)
                 if outcome.status is ClaimStatus.REPLAY:
                     outcome = replace(outcome, result=self._load(cursor, outcome.entry))
                 return outcome
@@ -297,7 +310,11 @@ class IdempotencyLedger:
             with self._connections.write() as cursor:
                 row = cursor.one(self._sql.complete, params)
         if row is None:
-            raise self._stale(lease, "complete it")
+            done = self._settled(lease, State.COMPLETED)
+            if done is None or done.result_sha256 != encoded.sha256:
+                raise self._stale(lease, "complete it")
+            # An earlier call of this holder completed it and its answer was lost (a dropped connection).
+            row = (done.completed_at,)
         completed_at = required_timestamp(row[0])
         return Completion(
             lease.namespace,
@@ -326,9 +343,21 @@ class IdempotencyLedger:
         with self._connections.write() as cursor:
             row = cursor.one(self._sql.fail, params)
         if row is None:
-            raise self._stale(lease, "record its failure")
+            done = self._settled(lease, State.FAILED)
+            if done is None or done.retryable is not bool(retryable) or done.error != message:
+                raise self._stale(lease, "record its failure")
+            row = (done.updated_at,)
         failed_at = required_timestamp(row[0])
         return Failure(lease.namespace, lease.key, lease.fencing_token, bool(retryable), message, failed_at)
+
+    def _settled(self, lease: Lease, state: State) -> LedgerEntry | None:
+        """The key's entry if this very holder already brought it to ``state`` (a retried call), else ``None``."""
+        with self._connections.read() as cursor:
+            row = cursor.one(self._sql.select, self._held(lease))
+        entry = None if row is None else entry_from_row(row)
+        if entry is None or entry.state is not state or entry.fencing_token != lease.fencing_token:
+            return None
+        return entry
 
     def _stale(self, lease: Lease, action: str) -> StaleHolderError:
         with self._connections.write() as cursor:
@@ -408,9 +437,10 @@ class IdempotencyLedger:
 
     def _load(self, cursor: LedgerCursor, entry: LedgerEntry) -> Any:
         if entry.result_ref is None:
-            return None if entry.result_json is None else json.loads(entry.result_json)
-        row = cursor.one(self._sql.select_blob, {"ref": entry.result_ref})
-        body = None if row is None else bytes(row[2])
+            body = None if entry.result_json is None else entry.result_json.encode("utf-8")
+        else:
+            row = cursor.one(self._sql.select_blob, {"ref": entry.result_ref})
+            body = None if row is None else bytes(row[2])
         if body is None or hashlib.sha256(body).hexdigest() != entry.result_sha256:
             raise ResultCorruptedError(
                 f"The stored result of idempotency key {show_key(entry.key)} (namespace {entry.namespace!r}) is "

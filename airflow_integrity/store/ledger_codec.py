@@ -25,11 +25,19 @@ from airflow_integrity.store.ledger_types import (
     ResultNotSerializableError,
     ResultTooLargeError,
 )
+from airflow_integrity.store.limits import (
+    MAX_BUSINESS_KEY_LENGTH,
+    MAX_LEASE_SECONDS,
+    MAX_TTL_SECONDS,
+    duration_problem,
+)
 
-MAX_KEY_LENGTH = 512
+MAX_KEY_LENGTH = MAX_BUSINESS_KEY_LENGTH
 MAX_NAMESPACE_LENGTH = 128
 MAX_ERROR_LENGTH = 8192
 MAX_PERSON_LENGTH = 256
+# The canonical form fingerprints are computed in (see fingerprint()); stored with every key claimed.
+FINGERPRINT_SCHEME = 2
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -75,6 +83,23 @@ def validate_namespace(namespace: object) -> str:
     return namespace
 
 
+def check_durations(key: str, lease_seconds: object, ttl_seconds: object = None) -> None:
+    """Refuse a lease or time to live that is not a positive, finite number of seconds within its limit."""
+    for name, value, maximum in (
+        ("lease_seconds", lease_seconds, MAX_LEASE_SECONDS),
+        ("ttl_seconds", ttl_seconds, MAX_TTL_SECONDS),
+    ):
+        if value is None and name == "ttl_seconds":
+            continue
+        problem = duration_problem(value, maximum)
+        if problem is not None:
+            raise LedgerInputError(
+                f"{name}={value!r} for idempotency key {show_key(key)} {problem}; give a positive number of "
+                f"seconds up to {maximum:,.0f} (lease_seconds default 60; leave ttl_seconds unset to keep the key "
+                "forever)."
+            )
+
+
 def validate_fingerprint(value: object, key: str) -> str:
     """Return ``value`` if it is a SHA-256 hex digest as ``fingerprint()`` makes them."""
     if not isinstance(value, str) or len(value) != 64 or not _HEX.issuperset(value):
@@ -85,7 +110,7 @@ def validate_fingerprint(value: object, key: str) -> str:
     return value
 
 
-def _canonical(obj: Any, path: str) -> Any:
+def _canonical(obj: Any, path: str, scheme: int = FINGERPRINT_SCHEME) -> Any:
     if obj is None or isinstance(obj, (str, bool, int)):
         return obj
     if isinstance(obj, float):
@@ -99,12 +124,15 @@ def _canonical(obj: Any, path: str) -> Any:
                 raise LedgerInputError(
                     f"Cannot fingerprint {path}: key {name!r} is a {type(name).__name__}; use string keys."
                 )
-            out[name] = _canonical(value, f"{path}[{name!r}]")
+            # Scheme 2: a key of the caller's that starts with "$" gets one more, so that no dict of the
+            # caller's reads like the tag of a typed value ({"$decimal": "1"} is not Decimal("1")).
+            tagged = "$" + name if scheme >= 2 and name.startswith("$") else name
+            out[tagged] = _canonical(value, f"{path}[{name!r}]", scheme)
         return out
     if isinstance(obj, (list, tuple)):
-        return [_canonical(value, f"{path}[{i}]") for i, value in enumerate(obj)]
+        return [_canonical(value, f"{path}[{i}]", scheme) for i, value in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
-        items = [_canonical(value, f"{path}{{…}}") for value in obj]
+        items = [_canonical(value, f"{path}{{…}}", scheme) for value in obj]
         return {"$set": sorted(items, key=lambda item: json.dumps(item, sort_keys=True))}
     if isinstance(obj, (dt.datetime, dt.date, dt.time)):
         return {"$" + type(obj).__name__: obj.isoformat()}
@@ -119,19 +147,37 @@ def _canonical(obj: Any, path: str) -> Any:
     )
 
 
-def fingerprint(obj: Any) -> str:
+def fingerprint(obj: Any, *, scheme: int = FINGERPRINT_SCHEME) -> str:
     """SHA-256 (hex) of a canonical serialisation of ``obj``: the same inputs always give the same digest.
 
     Dicts are serialised with sorted keys, tuples like lists, sets sorted; datetimes, dates, Decimals, UUIDs
-    and bytes are tagged with their type so that they do not collide with strings.
+    and bytes are tagged with their type (``{"$decimal": "100.00"}``) so that they do not collide with strings,
+    and a dict key of the inputs that starts with ``$`` is written with one more ``$``, so that no dict of the
+    inputs can read like such a tag (scheme 2). Scheme 1, used before, did not escape those keys; inputs
+    without such keys have the same fingerprint in both schemes.
 
     Args:
         obj: The inputs that define an effect (for example the request body of a payment).
+        scheme: The canonical form: :data:`FINGERPRINT_SCHEME` (2), or 1 to recompute a fingerprint stored
+            by an earlier version.
     """
+    if scheme not in (1, 2):
+        raise ValueError(f"Fingerprint scheme {scheme!r} does not exist; use 2 (current) or 1 (before).")
     canonical = json.dumps(
-        _canonical(obj, "inputs"), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        _canonical(obj, "inputs", scheme),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def legacy_fingerprint(obj: Any) -> str | None:
+    """The scheme-1 fingerprint of ``obj`` when it differs from the current one (inputs with a ``$`` key), else
+    ``None``: what a key claimed by an earlier version with these inputs has stored."""
+    old = fingerprint(obj, scheme=1)
+    return None if old == fingerprint(obj) else old
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -28,6 +29,7 @@ class LeaseHeartbeat:
         interval: Seconds between renewals (default: a third of the lease).
         on_lost: Called once, in the heartbeat thread, with the refusal when the lease is lost (for example
             to interrupt the work).
+        granted_at: When the claim that granted the lease was asked for (``time.monotonic()``; default: now).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class LeaseHeartbeat:
         *,
         interval: float | None = None,
         on_lost: Callable[[StaleHolderError], None] | None = None,
+        granted_at: float | None = None,
     ) -> None:
         self.ledger = ledger
         self.interval = interval if interval is not None else lease.lease_seconds / 3
@@ -46,6 +49,9 @@ class LeaseHeartbeat:
         self._last_error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # When (time.monotonic()) the lease runs out at the latest, counted from before its last renewal was
+        # asked for, so that it never lies after the expiry the database set.
+        self._held_until = (time.monotonic() if granted_at is None else granted_at) + lease.lease_seconds
         self.renewals = 0
 
     @property
@@ -57,6 +63,11 @@ class LeaseHeartbeat:
     def lost(self) -> StaleHolderError | None:
         """The refusal that ended the lease, or ``None`` while it is held."""
         return self._lost
+
+    def holds(self, margin: float = 0.0) -> bool:
+        """Whether the lease is still held ``margin`` seconds from now, by this process's clock (a lease that
+        was taken over is not; one whose renewals failed runs out a lease length after the last success)."""
+        return self._lost is None and time.monotonic() + margin < self._held_until
 
     @property
     def last_error(self) -> BaseException | None:
@@ -86,8 +97,10 @@ class LeaseHeartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            asked = time.monotonic()
             try:
                 self._lease = self.ledger.renew(self._lease)
+                self._held_until = asked + self._lease.lease_seconds
             except StaleHolderError as refusal:
                 self._lost = refusal
                 log.error("%s", refusal)

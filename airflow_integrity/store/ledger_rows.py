@@ -68,6 +68,7 @@ def entry_from_row(row: Sequence[Any]) -> LedgerEntry:
         expires_at=timestamp(m["expires_at"]),
         result_json=m["result_json"],
         result_ref=m["result_ref"],
+        fingerprint_scheme=int(m["fingerprint_scheme"]),
     )
 
 
@@ -110,6 +111,7 @@ def claimed_entry(
         updated_at=required_timestamp(m["updated_at"]),
         completed_at=None,
         expires_at=timestamp(m["expires_at"]),
+        fingerprint_scheme=int(m["fingerprint_scheme"]),
     )
 
 

@@ -14,7 +14,7 @@ ENTRY_COLUMNS = (
     "id, namespace, idempotency_key, fingerprint, state, retryable, holder, origin, previous_state, "
     "previous_holder, fencing_token, lease_seconds, lease_expires_at, attempts, result_json, result_ref, "
     "result_size, result_sha256, error, last_event, last_person, last_reason, created_at, updated_at, "
-    "completed_at, expires_at"
+    "completed_at, expires_at, fingerprint_scheme"
 )
 HISTORY_COLUMNS = (
     "id, event, at, state, previous_state, fencing_token, fingerprint, holder, previous_holder, person, "
@@ -23,7 +23,7 @@ HISTORY_COLUMNS = (
 # What a winning claim returns; the rest of its entry is known to the claimant.
 CLAIM_COLUMNS = (
     "fencing_token, lease_expires_at, last_event, previous_state, previous_holder, origin, attempts, "
-    "created_at, updated_at, expires_at"
+    "created_at, updated_at, expires_at, fingerprint_scheme"
 )
 _WHERE_KEY = "namespace = :namespace AND idempotency_key = :key"
 _WHERE_HELD = f"{_WHERE_KEY} AND fencing_token = :token AND state = 'in_progress'"
@@ -41,9 +41,9 @@ _CLAIMABLE = (
 
 _CLAIM = """
 INSERT INTO integrity_ledger AS l (namespace, idempotency_key, fingerprint, state, holder, origin, fencing_token,
-    lease_seconds, lease_expires_at, attempts, created_at, updated_at, expires_at, last_event)
+    lease_seconds, lease_expires_at, attempts, created_at, updated_at, expires_at, last_event, fingerprint_scheme)
 VALUES (:namespace, :key, :fingerprint, 'in_progress', :holder, :holder, 1, :lease_seconds, {lease_until}, 1,
-    {now}, {now}, {ttl_until}, 'claimed')
+    {now}, {now}, {ttl_until}, 'claimed', :scheme)
 ON CONFLICT (namespace, idempotency_key) DO UPDATE SET
     state = 'in_progress', retryable = NULL, previous_state = l.state, previous_holder = l.holder,
     holder = excluded.holder, fencing_token = l.fencing_token + 1, lease_seconds = excluded.lease_seconds,
@@ -52,6 +52,7 @@ ON CONFLICT (namespace, idempotency_key) DO UPDATE SET
     error = NULL, last_person = NULL, last_reason = NULL, fingerprint = excluded.fingerprint,
     origin = CASE WHEN {fresh} THEN excluded.origin ELSE l.origin END,
     expires_at = CASE WHEN {fresh} THEN excluded.expires_at ELSE l.expires_at END,
+    fingerprint_scheme = CASE WHEN {fresh} THEN excluded.fingerprint_scheme ELSE l.fingerprint_scheme END,
     last_event = CASE WHEN l.state = 'in_progress' THEN 'takeover' ELSE 'claimed' END
 WHERE {claimable}
 RETURNING {claim_columns}

@@ -107,6 +107,8 @@ class LedgerEntry:
     expires_at: dt.datetime | None
     result_json: str | None = field(default=None, repr=False, compare=False)
     result_ref: int | None = field(default=None, repr=False, compare=False)
+    # The canonical form of the stored fingerprint (airflow_integrity.store.ledger_codec.fingerprint).
+    fingerprint_scheme: int = 2
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view without the result itself."""

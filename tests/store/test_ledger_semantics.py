@@ -14,11 +14,9 @@ from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
 from airflow_integrity.store.ledger_types import (
     ClaimStatus,
     KeyNotFoundError,
-    LedgerError,
     LedgerInputError,
     ReleaseRefusedError,
     StaleHolderError,
-    State,
 )
 
 pytestmark = pytest.mark.integration
@@ -279,23 +277,22 @@ def test_history_is_append_only_in_the_database(ledger: IdempotencyLedger) -> No
     assert [h.event for h in ledger.history("claim-42")] == ["claimed"]
 
 
-def test_every_transition_is_recorded_even_when_made_outside_the_ledger(ledger: IdempotencyLedger) -> None:
-    claim = ledger.claim("claim-42", fingerprint=INPUTS, holder=FIRST)
-    assert claim.lease is not None
-    with ledger.store.begin() as conn:
-        conn.execute(text("UPDATE integrity_ledger SET state = 'failed', retryable = false"))
-    history = ledger.history("claim-42")
-    assert [(h.event, h.state, h.previous_state) for h in history] == [
-        ("claimed", "in_progress", None),
-        ("altered_outside_ledger", "failed", "in_progress"),
-    ]
-    entry = ledger.get("claim-42")
-    assert entry is not None and entry.state is State.FAILED
-
-
-def test_bad_lease_and_time_to_live_are_refused(ledger: IdempotencyLedger) -> None:
-    with pytest.raises(LedgerError, match="must be positive"):
-        ledger.claim("claim-42", fingerprint=INPUTS, lease_seconds=0)
-    with pytest.raises(LedgerError, match="must be positive"):
-        ledger.claim("claim-42", fingerprint=INPUTS, ttl_seconds=-1)
+@pytest.mark.parametrize(
+    ("lease", "ttl", "problem"),
+    [
+        (0, None, r"lease_seconds=0 .*'claim-42' .*not a positive, finite number"),
+        (float("inf"), None, r"lease_seconds=inf .*'claim-42' .*not a positive, finite number"),
+        (float("nan"), None, r"lease_seconds=nan .*'claim-42' .*not a positive, finite number"),
+        (1e12, None, r"lease_seconds=1000000000000.0 .*'claim-42' .*longer than the limit of 604,800 seconds"),
+        ("60", None, r"lease_seconds='60' .*'claim-42' .*is a str, not a number"),
+        (True, None, r"lease_seconds=True .*'claim-42' .*is a bool"),
+        (30, -1, r"ttl_seconds=-1 .*'claim-42' .*not a positive"),
+        (30, float("inf"), r"ttl_seconds=inf .*'claim-42' .*not a positive, finite number"),
+    ],
+)
+def test_bad_lease_and_time_to_live_are_refused(
+    ledger: IdempotencyLedger, lease: object, ttl: object, problem: str
+) -> None:
+    with pytest.raises(LedgerInputError, match=problem):
+        ledger.claim("claim-42", fingerprint=INPUTS, lease_seconds=lease, ttl_seconds=ttl)  # type: ignore[arg-type]
     assert ledger.get("claim-42") is None

@@ -63,6 +63,66 @@ def test_fingerprint_is_canonical_and_tells_types_apart() -> None:
 
 
 @pytest.mark.unit
+def test_no_dict_of_the_inputs_fingerprints_like_a_typed_value() -> None:
+    import base64
+
+    from airflow_integrity.store.ledger_codec import legacy_fingerprint
+
+    look_alikes = [
+        ({"$decimal": "100.00"}, decimal.Decimal("100.00")),
+        ({"$bytes": base64.b64encode(b"IBAN").decode()}, b"IBAN"),
+        ({"$set": [1, 2]}, {1, 2}),
+        ({"$uuid": "12345678-1234-5678-1234-567812345678"}, uuid.UUID("12345678-1234-5678-1234-567812345678")),
+        ({"amount": {"$decimal": "1"}}, {"amount": decimal.Decimal("1")}),
+    ]
+    for lookalike, typed in look_alikes:
+        assert fingerprint(lookalike) != fingerprint(typed), lookalike
+        # The earlier scheme confused them; it is kept so that keys claimed with it stay recognisable.
+        assert fingerprint(lookalike, scheme=1) == fingerprint(typed, scheme=1)
+        assert legacy_fingerprint(lookalike) == fingerprint(lookalike, scheme=1)
+    # Inputs without a "$" key fingerprint alike in both schemes: nothing stored before changes meaning.
+    plain = {"claim_id": 42, "amount": decimal.Decimal("9.99"), "when": dt.date(2026, 1, 1), "tags": {"a"}}
+    assert fingerprint(plain) == fingerprint(plain, scheme=1) and legacy_fingerprint(plain) is None
+    assert fingerprint({"$$x": 1}) != fingerprint({"$x": 1})
+
+
+@pytest.mark.integration
+def test_a_key_claimed_in_the_earlier_fingerprint_scheme_still_replays_to_its_inputs(store_url: str) -> None:
+    from airflow_integrity.store import StoreLocation, migrate
+    from airflow_integrity.store.ledger_codec import legacy_fingerprint
+
+    inputs = {"amount": {"$decimal": "100.00"}}  # a caller's dict that scheme 1 read as Decimal("100.00")
+    store = IntegrityStore(StoreLocation.from_url(store_url))
+    migrate.upgrade(store.engine, revision="l1")
+    with store.begin() as conn:  # the key as the earlier version left it: completed, scheme-1 fingerprint
+        conn.execute(
+            text(
+                "INSERT INTO integrity_ledger (namespace, idempotency_key, fingerprint, state, holder, origin, "
+                "fencing_token, lease_seconds, attempts, result_json, result_size, result_sha256, last_event, "
+                "created_at, updated_at, completed_at) VALUES ('payments', 'claim-1', :f, 'completed', '{}', "
+                "'{}', 1, 60, 1, '\"paid\"', 6, :s, 'completed', '2026-01-01 00:00:00.000', "
+                "'2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000')"
+            ),
+            {"f": fingerprint(inputs, scheme=1), "s": hashlib.sha256(b'"paid"').hexdigest()},
+        )
+    store.migrate()
+    with IdempotencyLedger(store, namespace="payments") as ledger:
+        again = ledger.claim(
+            "claim-1", fingerprint=fingerprint(inputs), legacy_fingerprint=legacy_fingerprint(inputs)
+        )
+        assert (again.status, again.result) == (ClaimStatus.REPLAY, "paid")
+        entry = ledger.get("claim-1")
+        assert entry is not None and entry.fingerprint_scheme == 1
+        # A new key is stored in the current scheme, which tells the look-alike inputs apart.
+        fresh = ledger.claim("claim-2", fingerprint=fingerprint(inputs))
+        assert fresh.lease is not None
+        ledger.complete(fresh.lease, "paid")
+        other = {"amount": decimal.Decimal("100.00")}
+        assert ledger.claim("claim-2", fingerprint=fingerprint(other)).status is ClaimStatus.MISMATCH
+        assert fresh.entry.fingerprint_scheme == 2
+
+
+@pytest.mark.unit
 def test_fingerprint_refuses_values_without_a_canonical_form_and_names_where_they_are() -> None:
     with pytest.raises(LedgerInputError, match=r"inputs\['payer'\]\[1\].*object.*has no canonical form"):
         fingerprint({"payer": ["x", object()]})
@@ -205,6 +265,11 @@ def test_an_altered_stored_result_is_detected_on_replay(ledger: IdempotencyLedge
     assert claim.lease is not None
     ledger.complete(claim.lease, ["x"] * 20_000)
     with ledger.store.begin() as conn:
+        # The blob table refuses changes; its owner (or whoever can write the SQLite file) can lift that.
+        if ledger.store.backend == "postgresql":
+            conn.execute(text("ALTER TABLE integrity_ledger_blob DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text("DROP TRIGGER integrity_ledger_blob_no_update"))
         conn.execute(
             text("UPDATE integrity_ledger_blob SET body = :b"), {"b": json.dumps(["y"] * 20_000).encode()}
         )
