@@ -87,3 +87,10 @@ def airflow_db() -> Path:
 
     db.resetdb()
     return _SESSION_HOME
+
+
+@pytest.fixture(autouse=True)
+def _own_audit_spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test spools into a folder of its own: events a test's outage spooled are never replayed into
+    another test's store."""
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
 
 if TYPE_CHECKING:
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.store import IntegrityStore
     from airflow_integrity.store.checkpoints import CheckpointKey
 
@@ -81,6 +82,13 @@ AUDIT_COMMANDS = (
         func=lazy_load_command("airflow_integrity.cli.audit_command.checkpoint"),
         args=(ARG_CONN_ID, ARG_KEY_CONN_ID),
     ),
+    ActionCommand(
+        name="drain",
+        help="Replay the events this host spooled while the store was unreachable; report what was replayed, "
+        "found already recorded, set aside (refused by the store) and left",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.drain"),
+        args=(ARG_CONN_ID,),
+    ),
 )
 
 
@@ -89,13 +97,32 @@ def _fail(message: str) -> None:
     raise SystemExit(1)
 
 
-def _store(args: argparse.Namespace) -> IntegrityStore:
+def _hook(args: argparse.Namespace) -> IntegrityCheckHook:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
     # The CLI runs beside the metadata database: let connection look-ups reach it, as Airflow's own
     # `airflow connections` commands do.
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
-    return IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None)).get_store()
+    return IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None))
+
+
+def _store(args: argparse.Namespace) -> IntegrityStore:
+    return _hook(args).get_store()
+
+
+def _store_as_it_is(args: argparse.Namespace) -> IntegrityStore:
+    """The store, changed in nothing: its schema is checked, never migrated (verification must not write)."""
+    from airflow_integrity.store import SchemaNotCurrentError
+
+    store = _hook(args).get_store(ensure_schema=False)
+    status = store.describe()
+    if not status.current:
+        raise SchemaNotCurrentError(
+            f"The integrity store {status.location} is at schema revision {status.revision or 'none'}, this "
+            f"airflow-integrity reads {status.head}; verification changes nothing, so it does not migrate. Run "
+            "`airflow integrity db migrate` first (as the store's owner)."
+        )
+    return store
 
 
 def load_key(conn_id: str) -> CheckpointKey:
@@ -116,7 +143,7 @@ def verify(args: argparse.Namespace) -> None:
 
     try:
         result = verify_chain(
-            _store(args), key=_keys(args), from_checkpoint=getattr(args, "from_checkpoint", False)
+            _store_as_it_is(args), key=_keys(args), from_checkpoint=getattr(args, "from_checkpoint", False)
         )
     except StoreError as exc:
         _fail(str(exc))
@@ -184,3 +211,26 @@ def checkpoint(args: argparse.Namespace) -> None:
         f"Checkpoint {made.id}: seq {made.seq}, head hash {made.head_hash}, signed {made.created_at} "
         f"with {made.algorithm} key {made.key_id}."
     )
+
+
+def drain(args: argparse.Namespace) -> None:
+    """Replay the spool; exit 1 if a line was set aside or the store could not take everything."""
+    from airflow_integrity.store import StoreError
+
+    hook = _hook(args)
+    try:
+        report = hook.drain_spool()
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    print(f"Audit spool: {report.summary()}.")
+    for error in report.errors:
+        print(f"  {error}", file=sys.stderr)
+    if report.set_aside:
+        print(
+            f"Lines set aside are kept, with the reason, in {report.set_aside_path}: review them, then record "
+            "what they describe by other means.",
+            file=sys.stderr,
+        )
+    if report.set_aside or report.remaining:
+        raise SystemExit(1)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from airflow_integrity.store.checkpoints import Checkpoint, CheckpointKey
 
 log = logging.getLogger(__name__)
+# How far in the future (by this host's clock) a checkpoint's signing time may lie and still count.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def load_checkpoint_key(conn_id: str) -> CheckpointKey:
@@ -50,16 +52,39 @@ def load_checkpoint_key(conn_id: str) -> CheckpointKey:
         raise CheckpointKeyError(f"Connection {conn_id!r}: {exc}") from None
 
 
-def latest_checkpoint_time(store: IntegrityStore) -> datetime | None:
-    """When the newest checkpoint was signed (UTC), or ``None`` when there is none."""
-    from airflow_integrity.store.checkpoints import list_checkpoints
+def latest_checkpoint_time(
+    store: IntegrityStore, key: CheckpointKey, *, now: datetime | None = None
+) -> datetime | None:
+    """When the newest checkpoint that ``key`` verifies was signed (UTC), or ``None`` when there is none.
 
+    A checkpoint row only counts if its signature verifies with the key: anyone who can insert a row could
+    otherwise date one far in the future and so switch periodic signing off. One dated more than
+    :data:`CLOCK_SKEW` after ``now`` does not count either.
+    """
+    from airflow_integrity.store.checkpoints import list_checkpoints, store_id
+
+    now = now or datetime.now(timezone.utc)
     with store.read() as conn:
+        identity = store_id(conn)
         checkpoints = list_checkpoints(conn)
-    if not checkpoints:
-        return None
-    newest = max(datetime.fromisoformat(c.created_at.replace("Z", "+00:00")) for c in checkpoints)
-    return newest if newest.tzinfo else newest.replace(tzinfo=timezone.utc)
+    newest = None
+    for cp in checkpoints:
+        if cp.key_id != key.key_id or cp.algorithm != key.algorithm:
+            continue
+        if not key.verify(cp.message(identity), cp.signature):
+            log.warning(
+                "Audit checkpoint %s (seq %s) does not verify with key %s: ignored", cp.id, cp.seq, key.key_id
+            )
+            continue
+        try:
+            signed = datetime.fromisoformat(cp.created_at.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        signed = signed if signed.tzinfo else signed.replace(tzinfo=timezone.utc)
+        if signed - now > CLOCK_SKEW:
+            continue
+        newest = signed if newest is None else max(newest, signed)
+    return newest
 
 
 def checkpoint_if_due(store: IntegrityStore, *, now: datetime | None = None) -> Checkpoint | None:
@@ -75,9 +100,10 @@ def checkpoint_if_due(store: IntegrityStore, *, now: datetime | None = None) -> 
     if not settings.checkpoint_key_conn_id:
         return None
     now = now or datetime.now(timezone.utc)
-    newest = latest_checkpoint_time(store)
+    key = load_checkpoint_key(settings.checkpoint_key_conn_id)
+    newest = latest_checkpoint_time(store, key, now=now)
     if newest is not None and now - newest < timedelta(seconds=settings.checkpoint_interval):
         return None
-    made = create_checkpoint(store, load_checkpoint_key(settings.checkpoint_key_conn_id))
+    made = create_checkpoint(store, key)
     log.info("Signed audit checkpoint %s at seq %s (head hash %s).", made.id, made.seq, made.head_hash)
     return made

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,9 @@ from airflow_integrity.store import (
     StoreLocation,
     StoreUnavailableError,
 )
-from airflow_integrity.store.audit import AuditEvent, Recorded
+from airflow_integrity.store.audit import AuditEvent, AuditEventError, Recorded
 from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.spool import AuditSpool
+from airflow_integrity.store.spool import AuditSpool, DrainReport
 
 if TYPE_CHECKING:
     from airflow_integrity.hooks.validation import ValidationRun
@@ -161,48 +162,77 @@ class IntegrityCheckHook(BaseHook):
 
     # -- audit trail -------------------------------------------------------------------------------
 
-    def record_event(self, event: AuditEvent, *, chain: bool = False) -> Recorded | None:
+    def record_event(self, event: AuditEvent, *, chain: bool = False, keep: bool = False) -> Recorded | None:
         """Record ``event`` in the audit trail, first replaying any spooled events in their order.
 
         The event is committed and on disk when this returns. It joins the hash chain in a batch with other
         events, within about a second (at once on SQLite); with ``chain=True`` (the end of a DAG run) it and
         every event recorded before it are chained before this returns.
 
-        When the store cannot be reached, ``[integrity] audit_on_store_error`` decides: ``fail`` raises
-        ``AuditUnavailableError`` naming the store; ``spool`` writes the event durably to the local spool
-        and returns ``None``. No event is ever dropped silently.
+        When the store cannot take the event (unreachable, misconfigured, its schema not current, or refusing
+        the statement), ``[integrity] audit_on_store_error`` decides: ``fail`` raises ``AuditUnavailableError``
+        naming the cause; ``spool`` writes the event durably to the local spool and returns ``None``. An event
+        that is itself invalid raises ``AuditEventError`` and is never spooled. No event is dropped silently.
+
+        Args:
+            event: The event; it is given its ``event_id`` now if it has none, so that every attempt records it
+                at most once.
+            chain: Chain it, and everything recorded before it, before returning.
+            keep: The step the event records has already happened (a task's end, a run's end): when the store
+                cannot take it, spool it whatever the policy, rather than lose it.
 
         Returns:
             The receipt (``event_id``, ``recorded_at``; ``seq`` and ``hash`` once chained), or ``None`` when the
             event was spooled.
         """
+        event = event.identified()
+        attempted_at = datetime.now(timezone.utc)
         spool = _spool(self._settings.spool_dir)
         try:
             log = AuditLog(self.get_store())
-            if spool.pending():
-                replayed = spool.drain(log.record)
-                self.log.info("Replayed %d spooled audit events into the store.", replayed)
+            if spool.has_lines():
+                self._report_drain(spool.drain(log.record))
                 chain = True
             if chain:
                 return log.append(event).receipt()
             return log.record(event)
-        except StoreUnavailableError as exc:
-            if self._settings.audit_on_store_error == "spool":
-                spool.put(event)
-                self.log.warning("Integrity store unreachable; audit event %s spooled: %s", event.event_type, exc)
-                return None
-            raise AuditUnavailableError(
-                f"Audit event {event.event_type!r} could not be recorded, so the step must not run "
-                f"unaudited ([integrity] audit_on_store_error = fail): {exc}"
-            ) from exc
+        except AuditEventError:
+            raise
+        except StoreError as exc:
+            if self._settings.audit_on_store_error != "spool" and not keep:
+                raise AuditUnavailableError(
+                    f"Audit event {event.event_type!r} could not be recorded, so the step must not run "
+                    f"unaudited ([integrity] audit_on_store_error = fail): {exc}"
+                ) from exc
+            spool.put(event, occurred_at=attempted_at, reason=f"{type(exc).__name__}: {exc}")
+            self.log.warning(
+                "Integrity store could not take audit event %s (%s); spooled to %s: %s",
+                event.event_type,
+                event.event_id,
+                spool.path,
+                exc,
+            )
+            return None
 
-    def drain_spool(self) -> int:
-        """Record every spooled audit event in the store, in order, and chain them; return how many."""
+    def drain_spool(self) -> DrainReport:
+        """Replay every spooled audit event into the store, in order, and chain them.
+
+        Returns:
+            What was replayed, found already recorded, set aside (refused by the store, kept beside the
+            spool) and left in the spool (the store became unreachable during the replay).
+        """
         log = AuditLog(self.get_store())
-        replayed = _spool(self._settings.spool_dir).drain(log.record)
-        if replayed:
+        report = _spool(self._settings.spool_dir).drain(log.record)
+        self._report_drain(report)
+        if report.replayed:
             log.chain_pending()
-        return replayed
+        return report
+
+    def _report_drain(self, report: DrainReport) -> None:
+        if report.moved or report.remaining:
+            self.log.info("Audit spool replayed: %s.", report.summary())
+        for error in report.errors:
+            self.log.error("Audit spool: %s", error)
 
     # -- data validation ---------------------------------------------------------------------------
 

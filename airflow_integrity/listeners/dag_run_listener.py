@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from airflow_integrity.listeners.dispatch import run_isolated, submit_isolated
+from airflow_integrity.listeners.dispatch import lost, run_isolated, submit_isolated
 from airflow_integrity.listeners.request_user import current_user
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = Fal
     from airflow_integrity.identity import actor
     from airflow_integrity.store.audit import AuditEvent
 
+    event = None
     try:
         state = getattr(dag_run, "state", None)
         run_type = getattr(dag_run, "run_type", None)
@@ -67,9 +68,10 @@ def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = Fal
                 "message": (msg or None) and str(msg)[:2000],
             },
         )
-        run_isolated(lambda: IntegrityCheckHook().record_event(event, chain=chain))
-    except Exception:
-        log.exception("Audit event %s not recorded", event_type)
+        # The run's state has already changed: when the store cannot take the event, it is spooled.
+        run_isolated(lambda: IntegrityCheckHook().record_event(event, chain=chain, keep=True))
+    except Exception as exc:
+        lost(event_type, event, exc)
 
 
 @hookimpl

@@ -9,6 +9,8 @@ listener returns. Task runners (workers) have no such session and call directly.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ from typing import TypeVar
 from airflow_integrity.identity import in_task_runner
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
@@ -39,3 +42,23 @@ def run_isolated(work: Callable[[], T], timeout: float = 120.0) -> T:
 def submit_isolated(work: Callable[[], object]) -> None:
     """Start ``work`` on the listener thread and return at once (for work nobody waits for)."""
     _pool().submit(work)
+
+
+def lost(what: str, event: object, exc: BaseException) -> None:
+    """Say, as loudly as a listener can, that an event of a step that already happened could not be kept
+    anywhere (neither the store nor the spool took it): the whole event goes to the log, so it is not lost."""
+    body = None
+    if event is not None:
+        from dataclasses import asdict
+
+        try:
+            body = json.dumps(asdict(event), sort_keys=True, default=str)  # type: ignore[call-overload]
+        except Exception:
+            body = repr(event)
+    log.critical(
+        "Audit event for %s was neither recorded nor spooled (%s: %s); the event: %s",
+        what,
+        type(exc).__name__,
+        exc,
+        body,
+    )

@@ -2,8 +2,11 @@
 
 Workers report running / success / failed / up-for-retry / skipped; the scheduler reports tasks it fails
 itself (lost heartbeat, killed worker); the API server reports manual state changes, with the user.
-A listener never raises into Airflow. Under ``audit_on_store_error = fail`` a task whose ``running``
-event cannot be recorded is stopped before its code runs: it fails naming the store.
+A listener never raises into Airflow. A task whose ``running`` event cannot be recorded, for whatever reason
+(the store unreachable or misconfigured, its schema not current, a refused statement), is stopped before its
+code runs and fails naming the cause (under ``audit_on_store_error = spool`` an unreachable store spools the
+event instead). The event of a state that has already happened is never dropped: when the store cannot take
+it, it is spooled whatever the policy, and if even that fails it is logged whole at CRITICAL.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from airflow_integrity.listeners.dispatch import run_isolated
+from airflow_integrity.listeners.dispatch import lost, run_isolated
 from airflow_integrity.listeners.request_user import current_user
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ def _refuse_to_run(task_instance: Any, reason: str) -> None:
 
 def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dict[str, Any] | None = None) -> None:
     from airflow_integrity.audit import build_event
-    from airflow_integrity.hooks.integrity import AuditUnavailableError, IntegrityCheckHook
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
     manual = previous_state is None and current_user() is not None
     details = {
@@ -49,16 +52,23 @@ def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dic
     }
     if manual:
         details["manual"] = True
-    user = current_user()
+    starting = event_type == "task_instance.running"
+    event = None
     try:
-        event = build_event(event_type, task_instance=task_instance, details=details, user=user)
-        run_isolated(lambda: IntegrityCheckHook().record_event(event))
-    except AuditUnavailableError as exc:
-        log.error("Audit event %s not recorded: %s", event_type, exc)
-        if event_type == "task_instance.running":
-            _refuse_to_run(task_instance, str(exc))
-    except Exception:
-        log.exception("Audit event %s not recorded", event_type)
+        event = build_event(event_type, task_instance=task_instance, details=details, user=current_user())
+        # A task's start must be on record before its code runs; every other state has already happened,
+        # so its event is kept (spooled) whatever the policy when the store cannot take it.
+        run_isolated(lambda: IntegrityCheckHook().record_event(event, keep=not starting))
+    except Exception as exc:
+        if starting:
+            log.error("Audit event %s not recorded; the task is refused: %s", event_type, exc)
+            _refuse_to_run(
+                task_instance,
+                f"The start of this task could not be recorded in the audit trail, so it does not run unaudited: "
+                f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            lost(event_type, event, exc)
 
 
 def _record_approval(task_instance: Any) -> None:
@@ -67,15 +77,16 @@ def _record_approval(task_instance: Any) -> None:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.listeners.approvals import approval_event
 
+    event = None
     try:
         found = approval_event(getattr(task_instance, "task", None))
         if found is None:
             return
         event_type, signer, details = found
         event = build_event(event_type, task_instance=task_instance, details=details, user=signer)
-        run_isolated(lambda: IntegrityCheckHook().record_event(event))
-    except Exception:
-        log.exception("Audit of the human-in-the-loop response of %s not recorded", task_instance)
+        run_isolated(lambda: IntegrityCheckHook().record_event(event, keep=True))
+    except Exception as exc:
+        lost("the human-in-the-loop response", event, exc)
 
 
 @hookimpl

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk.plugins_manager import AirflowPlugin
 
-from airflow_integrity.listeners import dag_run_listener, preload, task_instance_listener
+from airflow_integrity.listeners import dag_run_listener, preload, spool_drain, task_instance_listener
 from airflow_integrity.plugin.middleware import RequestUserMiddleware
 from airflow_integrity.plugin.task_end_watch import TaskEndWatchMiddleware
 
@@ -48,7 +48,7 @@ class IntegrityPlugin(AirflowPlugin):
     """Registers the audit listeners, the ``/integrity`` FastAPI app and the "Integrity" navigation entry."""
 
     name = "integrity"
-    listeners = [task_instance_listener, dag_run_listener, preload]
+    listeners = [task_instance_listener, dag_run_listener, preload, spool_drain]
     fastapi_root_middlewares = [
         {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"},
         {"middleware": TaskEndWatchMiddleware, "args": [], "kwargs": {}, "name": "integrity-task-end-watch"},

@@ -23,12 +23,13 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from airflow_integrity.store.errors import StoreError
+from airflow_integrity.store.limits import MAX_BUSINESS_KEY_LENGTH
 
 GENESIS_HASH = "0" * 64
 MAX_DETAILS_BYTES = 64 * 1024
@@ -41,7 +42,7 @@ FIELD_LIMITS: dict[str, int] = {
     "bundle_version": 250,
     "run_id": 250,
     "task_id": 250,
-    "business_key": 250,
+    "business_key": MAX_BUSINESS_KEY_LENGTH,
 }
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
@@ -49,6 +50,15 @@ _canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",
 
 class AuditEventError(StoreError, ValueError):
     """An event cannot be recorded as given (bad field, details not JSON, details too large)."""
+
+
+class AuditEventConflictError(AuditEventError):
+    """An event's ``event_id`` is already recorded with other content."""
+
+
+class AuditStoreError(StoreError):
+    """The store's database refused an audit statement for a reason of its own (not the event's): a driver
+    error, a constraint or trigger, a broken procedure."""
 
 
 class AuditChainError(StoreError):
@@ -182,6 +192,11 @@ class AuditEvent:
     business_key: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     event_id: str | None = None
+
+    def identified(self) -> AuditEvent:
+        """This event with its ``event_id`` set (a new UUID if it has none), so that every attempt to record
+        it, a replay from the spool included, records it at most once."""
+        return self if self.event_id is not None else replace(self, event_id=str(uuid.uuid4()))
 
     def prepare(self) -> PreparedEvent:
         """Validate every field and serialise the details; raise ``AuditEventError`` naming what is wrong."""

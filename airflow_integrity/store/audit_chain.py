@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,8 +52,10 @@ from airflow_integrity.store.audit import (
     GENESIS_HASH,
     AuditChainError,
     AuditEvent,
+    AuditEventConflictError,
     AuditEventError,
     AuditRecord,
+    AuditStoreError,
     PreparedEvent,
     Recorded,
     chain_hash,
@@ -91,6 +94,7 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id, id, {_STAMP}
 """
 _TRY_CHAIN = "SELECT integrity_audit_chain(false)"
+_POSITIONS = "SELECT integrity_audit_positions(%s::bigint[], %s::text[])"
 _INTAKE_ROW = f"SELECT {', '.join(CONTENT_COLUMNS)}, id, {_STAMP} FROM {INTAKE} WHERE event_id = %s"
 # Per process and store: when record() last had pending events chained.
 _last_chained: dict[tuple[str, int], float] = {}
@@ -161,7 +165,7 @@ class AuditLog:
             return []
         if self.store.backend != "postgresql":
             return [r.receipt() for r in _append_sqlite(self.store, prepared)]
-        inserted, chained_at = _with_connection(
+        inserted, chained_at, places = _with_connection(
             self.store, lambda conn: _record_intake(self.store, conn, prepared, batch)
         )
         tail = _tail(self.store)
@@ -169,10 +173,12 @@ class AuditLog:
             tail.chained(chained_at)
         elif chain_within is not None:
             tail.soon(chain_within)
-        return [
-            Recorded(event.event_id, parse_timestamp(inserted[event.event_id][1]), None, None, None)
-            for event in prepared
-        ]
+        receipts = []
+        for event in prepared:
+            seq, prev_hash, hash_ = places.get(event.event_id, (None, None, None))
+            stamp = parse_timestamp(inserted[event.event_id][1])
+            receipts.append(Recorded(event.event_id, stamp, seq, prev_hash, hash_))
+        return receipts
 
     def head(self) -> ChainHead:
         """The chain's last event."""
@@ -219,10 +225,11 @@ def _chained_everything(store: IntegrityStore, started: float) -> None:
 
 def _record_intake(
     store: IntegrityStore, conn: Any, prepared: list[PreparedEvent], batch: int
-) -> tuple[dict[str, Any], float | None]:
+) -> tuple[dict[str, Any], float | None, dict[str, tuple[int, str, str]]]:
     """Insert into the intake table (one durable statement); chain pending events when a batch is due.
 
-    Returns the stored ``event_id -> (intake id, recorded_at)`` and, if this call chained, when it began.
+    Returns the stored ``event_id -> (intake id, recorded_at)``, when this call chained if it did, and the
+    place in the chain (``seq, prev_hash, hash``) of each event that is chained by then.
     """
     inserted = {row[0]: row[1:] for row in conn.execute(_RECORD, (_payload(prepared),)).fetchall()}
     for event in prepared:
@@ -230,7 +237,7 @@ def _record_intake(
             # Recorded by an earlier call (a retry): the same event, or refuse.
             row = conn.execute(_INTAKE_ROW, (event.event_id,)).fetchone()
             if list(row[: len(CONTENT_COLUMNS)]) != [event.columns()[name] for name in CONTENT_COLUMNS]:
-                raise AuditEventError(
+                raise AuditEventConflictError(
                     f"Audit event_id {event.event_id} is already recorded with different content; give a new "
                     "event a new id."
                 )
@@ -240,8 +247,10 @@ def _record_intake(
     if any(row[0] % batch == 0 for row in inserted.values()) or now - _last_chained.get(key, 0.0) > 1.0:
         _last_chained[key] = now
         if conn.execute(_TRY_CHAIN).fetchone()[0] is not None:
-            return inserted, now
-    return inserted, None
+            ids = [row[0] for row in inserted.values()]
+            places = json.loads(conn.execute(_POSITIONS, (ids, [])).fetchone()[0] or "[]")
+            return inserted, now, {p[0]: (p[4], p[5], p[6]) for p in places if p[4] is not None}
+    return inserted, None, {}
 
 
 def _call_procedure(store: IntegrityStore, query: str, params: tuple[Any, ...]) -> dict[str, list[Any]]:
@@ -259,7 +268,7 @@ def _check_recorded(store: IntegrityStore, event: PreparedEvent, seq: int | None
     columns = ", ".join(CONTENT_COLUMNS)
     row = _call(store, f"SELECT {columns} FROM {INTAKE} WHERE event_id = %s", (event.event_id,))
     if list(row) != [event.columns()[name] for name in CONTENT_COLUMNS]:
-        raise AuditEventError(
+        raise AuditEventConflictError(
             f"Audit event_id {event.event_id} is already recorded with different content; give a new event "
             "a new id."
         )
@@ -270,7 +279,7 @@ def _check_same(event: PreparedEvent, stored: AuditRecord) -> None:
     columns = event.columns()
     columns["details"] = json.loads(columns["details"])
     if any(getattr(stored, name) != value for name, value in columns.items()):
-        raise AuditEventError(
+        raise AuditEventConflictError(
             f"Audit event_id {event.event_id} is already recorded (seq {stored.seq}) with different content; "
             "give a new event a new id."
         )
@@ -297,7 +306,7 @@ def _append_sqlite(store: IntegrityStore, prepared: list[PreparedEvent]) -> list
                     _check_same(event, stored)
                     records.append(stored)
                     continue
-                now = datetime.now(timezone.utc)
+                now = _sqlite_now(conn)
                 seq += 1
                 body = event.body(format_timestamp(now))
                 digest = chain_hash(prev, seq, body.encode("utf-8"))
@@ -310,8 +319,26 @@ def _append_sqlite(store: IntegrityStore, prepared: list[PreparedEvent]) -> list
                 conn.execute("ROLLBACK")
             if "locked" in str(exc) or "unable to open" in str(exc):
                 raise store._unavailable(exc) from exc
+            if isinstance(exc, sqlite3.Error):
+                raise _refused(store, exc) from exc
             raise
     return records
+
+
+def _sqlite_now(conn: Any) -> datetime:
+    """The store's clock, SQLite's ``'now'`` (to the millisecond): the trail's times never come from the code
+    that writes the event."""
+    stamp = conn.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").fetchone()[0]
+    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc)
+
+
+def _refused(store: IntegrityStore, exc: BaseException) -> AuditStoreError:
+    reason = str(exc).strip().splitlines()
+    return AuditStoreError(
+        f"The integrity store ({store.location.display}) refused an audit statement: "
+        f"{reason[0] if reason else type(exc).__name__}. Check the store with `airflow integrity db check` and "
+        "`airflow integrity audit verify`."
+    )
 
 
 def _append_postgres(store: IntegrityStore, prepared: list[PreparedEvent]) -> list[AuditRecord]:
@@ -429,7 +456,8 @@ def _call(store: IntegrityStore, query: str, params: tuple[Any, ...] | None) -> 
 
 
 def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
-    """Run ``work`` on a reused connection; again on a new one if the reused one turns out to be dead."""
+    """Run ``work`` on a reused connection; again on a new one if the reused one turns out to be dead. Driver
+    errors leave as the store's own: unavailable, or refused."""
     import psycopg
 
     for attempt in (1, 2):
@@ -438,9 +466,11 @@ def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
                 return work(conn)
         except psycopg.OperationalError as exc:
             if not _connection_lost(exc):
-                raise
+                raise _refused(store, exc) from exc
             if attempt == 2:
                 raise store._unavailable(exc) from exc
+        except psycopg.Error as exc:
+            raise _refused(store, exc) from exc
     raise AssertionError("unreachable")
 
 

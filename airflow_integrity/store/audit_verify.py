@@ -127,6 +127,7 @@ def verify(
     key: CheckpointKey | Sequence[CheckpointKey] | None = None,
     from_checkpoint: bool = False,
     batch_size: int = 5_000,
+    skip_unverifiable_checkpoints: bool = False,
 ) -> VerifyResult:
     """Verify the audit chain and its signed checkpoints.
 
@@ -137,6 +138,9 @@ def verify(
         from_checkpoint: Start after the latest checkpoint whose signature verifies with ``key`` (and whose
             head hash is the stored hash at its sequence number) instead of at the first event.
         batch_size: Rows fetched per round trip.
+        skip_unverifiable_checkpoints: Pass over a checkpoint row whose signature ``key`` does not verify (a
+            forged row, or one of another key), with a warning, instead of failing on it: for signing a new
+            checkpoint, which must not be blocked by a row anyone could insert. Verification proper fails on it.
     """
     keys = {k.key_id: k for k in ([key] if isinstance(key, CheckpointKey) else list(key or ()))}
     with store.read() as conn:
@@ -157,7 +161,13 @@ def verify(
             problem = _first_field_mismatch(conn, start_seq)
         pending, altered, unchecked = _pending(conn) if store.backend == "postgresql" else (0, None, None)
     matched, cp_problem = _check_checkpoints(
-        checkpoints, keys, identity, scan, start_seq, chain_intact=problem is None
+        checkpoints,
+        keys,
+        identity,
+        scan,
+        start_seq,
+        chain_intact=problem is None,
+        skipped=warnings if skip_unverifiable_checkpoints else None,
     )
     if cp_problem is not None and (problem is None or cp_problem.seq <= problem.seq):
         problem = cp_problem
@@ -263,13 +273,25 @@ def _check_checkpoints(
     start: int,
     *,
     chain_intact: bool,
+    skipped: list[str] | None = None,
 ) -> tuple[int, _Problem | None]:
-    """Check every checkpoint in the scanned range; return how many matched and the first problem."""
+    """Check every checkpoint in the scanned range; return how many matched and the first problem.
+
+    With ``skipped``, a checkpoint whose signature the keys do not verify is passed over and named there.
+    """
     matched = 0
     good = start - 1
     for cp in sorted(checkpoints, key=lambda c: (c.seq, c.id)):
         if cp.seq < start - 1:
             continue
+        if keys and skipped is not None:
+            key = keys.get(cp.key_id)
+            if key is None or key.algorithm != cp.algorithm or not key.verify(cp.message(identity), cp.signature):
+                skipped.append(
+                    f"checkpoint {cp.id} at seq {cp.seq} (key {cp.key_id}) does not verify with the given key: "
+                    "passed over; `airflow integrity audit verify` reports it"
+                )
+                continue
         if keys:
             key = keys.get(cp.key_id)
             if key is None:
@@ -352,9 +374,35 @@ def _pending(conn: Connection) -> tuple[int, str | None, str | None]:
         problem = (
             f"event {event_id} (intake row {altered}), recorded and not chained yet, was changed after it was "
             "recorded: its row was rewritten by another transaction (an UPDATE with the append-only trigger "
-            "switched off)"
+            "switched off); chaining leaves it out"
         )
+    elif count:
+        problem = _unreadable_pending(conn, since_horizon, {"xmax": xmax, "xip": list(xip or [])})
     return int(count), problem, warning
+
+
+def _unreadable_pending(conn: Connection, since_horizon: str, params: dict[str, Any]) -> str | None:
+    """The first pending row whose details are not a JSON object (written with the store's checks off, or
+    before revision a3): it can never be chained, so it is named, not counted as merely waiting."""
+    rows = conn.execute(
+        text(
+            f"SELECT i.id, i.event_id, i.details FROM {INTAKE} AS i WHERE {since_horizon}"
+            f"NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id) ORDER BY i.id"
+        ),
+        params,
+    )
+    for intake_id, event_id, details in rows:
+        try:
+            readable = isinstance(json.loads(details), dict)
+        except (TypeError, ValueError):
+            readable = False
+        if not readable:
+            return (
+                f"event {event_id} (intake row {intake_id}), recorded and not chained yet, has details that are "
+                "not a JSON object: the row was written with the store's checks switched off, and chaining "
+                "leaves it out"
+            )
+    return None
 
 
 def _generated_altered(conn: Connection, backend: str) -> bool:

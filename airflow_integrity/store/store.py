@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from airflow_integrity.store import migrate
 from airflow_integrity.store.engine import READONLY, get_engine
@@ -120,6 +120,13 @@ class IntegrityStore:
             if _is_connect_error(exc):
                 raise self._unavailable(exc) from exc
             raise
+        except ProgrammingError as exc:
+            from airflow_integrity.store.roles import refused_migration
+
+            refused = refused_migration(self, exc)
+            if refused is None:
+                raise
+            raise refused from exc
         with _checked_lock:
             _checked.add(self._key)
         return result

@@ -163,7 +163,7 @@ def test_unreachable_store_is_reported_without_a_traceback(
 
 @pytest.mark.unit
 def test_audit_commands_are_defined_lazily() -> None:
-    assert [c.name for c in audit_command.AUDIT_COMMANDS] == ["verify", "export", "checkpoint"]
+    assert [c.name for c in audit_command.AUDIT_COMMANDS] == ["verify", "export", "checkpoint", "drain"]
     flags = {a.flags[0] for c in audit_command.AUDIT_COMMANDS for a in c.args}
     assert {"--key-conn-id", "--format", "--business-key", "--since", "--until", "--output"} <= flags
 
@@ -211,3 +211,19 @@ def test_verify_reports_events_not_chained_yet_and_export_chains_them_first(
     assert [(e["event_type"], e["seq"]) for e in events] == [("claim.received", 6), ("claim.paid", 7)]
     audit_command.verify(_args())
     assert capsys.readouterr().out.startswith("OK: 7 events verified")
+
+
+def test_verify_changes_nothing_not_even_an_old_schema(
+    store_conn_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_integrity.store import migrate
+
+    store = IntegrityStore(StoreLocation.from_url(store_conn_env))
+    migrate.upgrade(store.engine, revision="a1")
+    with pytest.raises(SystemExit) as exited:
+        audit_command.verify(_args())
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "at schema revision a1" in err and "airflow integrity db migrate" in err
+    with store.read() as conn:
+        assert migrate.current_revision(conn) == "a1"  # verification migrated nothing

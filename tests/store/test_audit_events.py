@@ -243,3 +243,35 @@ def test_update_delete_and_truncate_are_refused_on_every_audit_table(store: Inte
     with store.read() as conn:
         assert conn.execute(text(f"SELECT count(*) FROM {EVENT}")).scalar_one() == 1
     assert verify(store).ok
+
+
+@pytest.mark.integration
+def test_the_receipt_of_an_event_chained_in_the_same_call_gives_its_place(store: IntegrityStore) -> None:
+    from airflow_integrity.store import audit_chain
+
+    audit_chain._last_chained.clear()  # this process has not chained lately: the call chains what is pending
+    receipt = AuditLog(store).record(event(business_key="claim-1"))
+    assert receipt.chained and receipt.seq == 1
+    (stored,) = [r for _, r in iter_records(store) if not isinstance(r, str)]
+    assert (stored.event_id, stored.hash, stored.prev_hash) == (receipt.event_id, receipt.hash, receipt.prev_hash)
+
+
+@pytest.mark.integration
+def test_event_times_come_from_the_store_not_from_the_writing_code(
+    store: IntegrityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_integrity.store import audit_chain
+
+    class _StoppedClock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+            return datetime(2001, 1, 1, tzinfo=timezone.utc)
+
+    # A writer whose own clock (or code) says 2001: the trail keeps the store's time.
+    monkeypatch.setattr(audit_chain, "datetime", _StoppedClock)
+    AuditLog(store).append(event())
+    AuditLog(store).record(event())
+    AuditLog(store).chain_pending()
+    times = [r.recorded_at for _, r in iter_records(store) if not isinstance(r, str)]
+    assert len(times) == 2
+    assert all(abs(t - datetime.now(timezone.utc)) < timedelta(minutes=1) for t in times), times

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from airflow_integrity.store import IntegrityStore
 from airflow_integrity.store.audit import AuditEvent, canonical_json, chain_hash
 from airflow_integrity.store.audit_chain import AuditLog
+from airflow_integrity.store.audit_export import iter_records
 from airflow_integrity.store.audit_schema import AUDIT_TABLES, CHECKPOINT, EVENT, INTAKE
 from airflow_integrity.store.audit_verify import (
     ALTERED_BEFORE_CHAINING,
@@ -33,7 +34,8 @@ from airflow_integrity.store.audit_verify import (
 from airflow_integrity.store.checkpoints import CheckpointKey, create_checkpoint
 
 pytestmark = pytest.mark.integration
-KEY = CheckpointKey.hmac_sha256(b"tamper-matrix-secret-0123456789abcdef")
+KEY_SECRET = "tamper-matrix-secret-0123456789abcdef"
+KEY = CheckpointKey.hmac_sha256(KEY_SECRET)
 SHIFT = 1_000_000
 
 
@@ -320,3 +322,115 @@ def test_a_recorded_event_altered_before_it_was_chained_is_named(store: Integrit
     result = verify(store)
     assert (result.ok, result.first_bad_seq, result.reason) == (False, 4, ALTERED_BEFORE_CHAINING), result
     assert pending in (result.detail or "") and result.count == 3
+
+
+def _pending_row(store: IntegrityStore, details: object) -> str:
+    """An event recorded and left unchained (as by a writer whose process ended before its batch)."""
+    event_id = str(uuid.uuid4())
+    with store.begin() as conn:
+        conn.execute(
+            text(f"INSERT INTO {INTAKE} (event_id, event_type, actor, details) VALUES (:e, 'paid', 'w', :d)"),
+            {"e": event_id, "d": canonical_json(details)},
+        )
+    return event_id
+
+
+def test_an_intake_row_edited_while_it_waits_is_neither_chained_nor_signed_nor_exported_as_verified(
+    store: IntegrityStore,
+) -> None:
+    import io
+
+    from airflow_integrity.store.audit import AuditChainError
+    from airflow_integrity.store.audit_export import export
+
+    if store.backend == "sqlite":
+        pytest.skip("SQLite chains every event as it is recorded: there is no intake row to alter")
+    record(store, 3)
+    pending = _pending_row(store, {"amount": 10})
+    with tampering(store) as conn:
+        conn.execute(
+            text(f"UPDATE {INTAKE} SET details = :d WHERE event_id = :e"),
+            {"d": canonical_json({"amount": 10_000}), "e": pending},
+        )
+    # Chaining leaves the altered row out; events recorded after it are chained as usual.
+    AuditLog(store).append(AuditEvent(event_type="later", actor="w"))
+    with store.read() as conn:
+        chained = conn.execute(text(f"SELECT body FROM {EVENT} ORDER BY seq")).scalars().all()
+    assert len(chained) == 4 and pending not in "".join(chained) and '"event_type":"later"' in chained[-1]
+    with pytest.raises(AuditChainError, match=rf"Not signing a checkpoint.*{pending}"):
+        create_checkpoint(store, KEY)
+    out = io.StringIO()
+    summary = export(store, "jsonl", out=out)
+    header = json.loads(out.getvalue().splitlines()[0])
+    assert not summary.verification.ok and header["verified"] is False
+    assert summary.verification.reason == ALTERED_BEFORE_CHAINING and pending in summary.verification.detail
+
+
+def test_a_malformed_intake_row_is_refused_and_one_written_with_the_checks_off_stops_nothing(
+    store: IntegrityStore,
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from airflow_integrity.store.audit_chain import AuditLog as Log
+
+    if store.backend == "sqlite":
+        pytest.skip("SQLite has no intake table: an event's body is written by the chaining code itself")
+    record(store, 2)
+    insert = f"INSERT INTO {INTAKE} (event_id, event_type, actor, details) VALUES (:e, 'paid', 'w', :d)"
+    for details in ('{"amount": 10', '"just text"', "[1, 2]"):
+        refused = r"invalid input syntax for type json|must be a JSON object"
+        with pytest.raises(DBAPIError, match=refused), store.begin() as conn:
+            conn.execute(text(insert), {"e": str(uuid.uuid4()), "d": details})
+    # Someone who can switch the triggers off writes one anyway: chaining goes on past it, verify names it.
+    bad = str(uuid.uuid4())
+    with tampering(store) as conn:
+        conn.execute(text(insert), {"e": bad, "d": '{"amount": 10'})
+    receipt = Log(store).record(AuditEvent(event_type="after", actor="w"))
+    Log(store).chain_pending()
+    with store.read() as conn:
+        bodies = conn.execute(text(f"SELECT body FROM {EVENT} ORDER BY seq")).scalars().all()
+    assert len(bodies) == 3 and receipt.event_id in bodies[-1]
+    result = verify(store)
+    assert (result.ok, result.reason) == (False, ALTERED_BEFORE_CHAINING)
+    assert bad in (result.detail or "") and "not a JSON object" in (result.detail or "")
+
+
+def test_an_intake_row_cannot_choose_its_time_or_hide_below_the_chaining_horizon(store: IntegrityStore) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    if store.backend == "sqlite":
+        pytest.skip("SQLite has no intake table")
+    record(store, 2)
+    event_id = str(uuid.uuid4())
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {INTAKE} (event_id, event_type, actor, details, recorded_at, txid) "
+                "VALUES (:e, 'backdated', 'w', '{}', '2001-01-01T00:00:00Z', 1)"
+            ),
+            {"e": event_id},
+        )
+    assert verify(store).pending == 1  # seen as waiting, not hidden below the horizon
+    AuditLog(store).chain_pending()
+    (found,) = [r for _, r in iter_records(store) if not isinstance(r, str) and r.event_id == event_id]
+    assert abs(found.recorded_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+
+def test_a_forged_checkpoint_dated_in_the_future_does_not_stop_periodic_signing(
+    store: IntegrityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_integrity.hooks.audit_checkpoints import checkpoint_if_due
+
+    record(store, 3)
+    monkeypatch.setenv("AIRFLOW_CONN_TAMPER_KEY", json.dumps({"conn_type": "generic", "password": KEY_SECRET}))
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__CHECKPOINT_KEY_CONN_ID", "tamper_key")
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {CHECKPOINT} (seq, head_hash, created_at, key_id, algorithm, signature) "
+                "VALUES (3, :h, '2099-01-01T00:00:00.000000Z', :k, 'hmac-sha256', :s)"
+            ),
+            {"h": "0" * 64, "k": KEY.key_id, "s": "0" * 64},
+        )
+    made = checkpoint_if_due(store)
+    assert made is not None and made.seq == 3

@@ -439,12 +439,6 @@ def test_a_refused_migration_is_explained_as_a_job_for_the_owner(pg_server) -> N
         assert refused_migration(stores.runtime, ValueError("not a database error")) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProgrammingError,
-    reason="IntegrityStore.migrate() must raise roles.refused_migration(...) for a refused migration; store.py is "
-    "not part of this change (see the report of item 17)",
-)
 def test_runtime_role_with_auto_migrate_on_a_stale_schema_fails_naming_the_owner_job(pg_server) -> None:  # type: ignore[no-untyped-def]
     with _two_role_store(pg_server, revisions=("a1", "l1", "v1")) as stores:
         grant_runtime_role(stores.owner, stores.roles.runtime)
