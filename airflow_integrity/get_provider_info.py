@@ -127,6 +127,18 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/var/spool/airflow-integrity",
                         "default": "",
                     },
+                    "quarantine_dir": {
+                        "description": (
+                            "Folder (local path or object-store URI) for the rows a validation with "
+                            "on_failure='quarantine' rejects, when the task sets no quarantine_path. Each "
+                            "validation writes a new file there, never overwriting one. Empty means quarantine "
+                            "under AIRFLOW_HOME."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://bucket/quarantine",
+                        "default": "",
+                    },
                     "checkpoint_key_conn_id": {
                         "description": (
                             "Connection whose password holds the key that signs audit checkpoints (an HMAC "

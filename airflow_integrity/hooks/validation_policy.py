@@ -22,8 +22,8 @@ def check_policy(on_failure: str, *, quarantine_path: Any, max_unexpected_fracti
         raise ValueError(f"on_failure={on_failure!r} is not one of {', '.join(ON_FAILURE)}.")
     if on_failure == "quarantine" and not quarantine_path:
         raise ValueError(
-            "on_failure='quarantine' needs quarantine_path=, a directory or file (local or object storage) "
-            "for the rejected rows."
+            "on_failure='quarantine' needs a folder for the rejected rows: quarantine_path= (a local or "
+            "object-storage folder set in DAG code) or [integrity] quarantine_dir."
         )
     if not 0.0 <= float(max_unexpected_fraction) <= 1.0:
         raise ValueError(f"max_unexpected_fraction={max_unexpected_fraction!r} must be between 0 and 1.")

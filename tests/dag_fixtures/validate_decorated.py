@@ -20,14 +20,12 @@ IDS = [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "pat
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
-    params={"quarantine_dir": ""},
     tags=["test"],
 )
 def validate_decorated():
     @task.validated(
         suite=AGES,
         on_failure="quarantine",
-        quarantine_path="{{ params.quarantine_dir }}",
         max_unexpected_fraction=0.5,
     )
     def register() -> list[dict]:

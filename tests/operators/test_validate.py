@@ -27,7 +27,7 @@ def test_constructor_checks_are_cheap_and_name_the_problem(tmp_path) -> None:
     # Without quarantine_path the rows go to [integrity] quarantine_dir when the task runs.
     default = ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, on_failure="quarantine")
     assert default.quarantine_path is None and default.allow_quarantine_path_from_conf is False
-    with pytest.raises(ValueError, match="needs quarantine_path="):
+    with pytest.raises(ValueError, match="needs a folder for the rejected rows: quarantine_path="):
         ValidateDataOperator(task_id="v", suite=SUITE, data=ROWS, on_failure="quarantine", quarantine_path="")
     with pytest.raises(ValueError, match="quarantine_format='xlsx' is not one of csv, jsonl, parquet"):
         ValidateDataOperator(
