@@ -9,6 +9,10 @@ that both share the machine's noise: the ratio is the median of the per-round ra
 rates and latencies are those of each mode's median round, with the client CPU each key cost (user +
 system time of the worker processes).
 
+A third mode runs the same raw statements against a second store whose transition checks (the triggers of
+migration l2 that refuse any change to a key other than the ledger's own transitions) are removed: raw /
+unchecked is what those checks cost each key in the database.
+
     python bench/ledger_claim.py [--seconds 3] [--rounds 3]
 """
 
@@ -89,6 +93,7 @@ def _raw_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -
             return row
 
         durations = {"lease_seconds": 60.0, "lease_modifier": "+60.000 seconds", "ttl_modifier": None}
+    durations["scheme"] = 2  # the fingerprint scheme every claim records
 
     def claim_and_complete(key: str, i: int) -> None:
         # Encoded per claim, as the ledger does: each claim describes its own holder.
@@ -170,20 +175,49 @@ def _migrated(url: str) -> None:
     store.engine.dispose()
 
 
-def _bench(backend: str, url: str, seconds: float, rounds: int) -> None:
+def _without_transition_checks(url: str) -> None:
+    """Remove the triggers that check every change of a key against the ledger's transitions (migration l2),
+    keeping the history of every transition as migration l1 wrote it (on PostgreSQL l2's check of an update
+    writes its history row, so l1's history trigger comes back)."""
+    from sqlalchemy import text
+
+    from airflow_integrity.store import IntegrityStore, StoreLocation
+    from airflow_integrity.store.migrations.versions.l1_idempotency_ledger import _CHANGED
+
+    store = IntegrityStore(StoreLocation.from_url(url))
+    with store.begin() as conn:
+        for name in ("integrity_ledger_transitions_insert", "integrity_ledger_transitions_update"):
+            on = " ON integrity_ledger" if store.backend == "postgresql" else ""
+            conn.execute(text(f"DROP TRIGGER {name}{on}"))
+        if store.backend == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE TRIGGER integrity_ledger_history_on_update AFTER UPDATE ON integrity_ledger "
+                    f"FOR EACH ROW WHEN ({_CHANGED.format(ne='IS DISTINCT FROM')}) "
+                    "EXECUTE FUNCTION integrity_ledger_record_history()"
+                )
+            )
+    store.engine.dispose()
+
+
+def _bench(backend: str, url: str, unchecked_url: str, seconds: float, rounds: int) -> None:
+    modes = ["raw", "ledger", "unchecked"]
     for processes in (1, 8):
-        runs: dict[str, list[dict[str, Any]]] = {"ledger": [], "raw": []}
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
         for round_no in range(rounds):
-            for mode in ("raw", "ledger") if round_no % 2 == 0 else ("ledger", "raw"):
-                runs[mode].append(_run(mode, url, processes, seconds))
+            for mode in modes[round_no % 3 :] + modes[: round_no % 3]:
+                runs[mode].append(_run(mode, unchecked_url if mode == "unchecked" else url, processes, seconds))
         led, raw = _summary(runs["ledger"]), _summary(runs["raw"])
         pair_ratios = [a["rate"] / b["rate"] for a, b in zip(runs["ledger"], runs["raw"], strict=True)]
+        checks = [a["rate"] / b["rate"] for a, b in zip(runs["raw"], runs["unchecked"], strict=True)]
         print(
             f"{backend:10} {processes} proc | ledger {led['rate']:6.0f} keys/s p50 {led['p50']:5.2f} ms "
             f"p99 {led['p99']:6.2f} ms cpu {led['cpu_us']:4.0f} us/key | raw {raw['rate']:6.0f} keys/s "
             f"p50 {raw['p50']:5.2f} ms p99 {raw['p99']:6.2f} ms cpu {raw['cpu_us']:4.0f} us/key | "
             f"ratio {statistics.median(pair_ratios):.2f} (median of rounds "
-            f"{', '.join(f'{r:.2f}' for r in pair_ratios)})",
+            f"{', '.join(f'{r:.2f}' for r in pair_ratios)}) | raw without the transition checks "
+            f"{_summary(runs['unchecked'])['rate']:6.0f} keys/s, raw / unchecked {statistics.median(checks):.2f} "
+            f"(rounds {', '.join(f'{r:.2f}' for r in checks)})",
             flush=True,
         )
 
@@ -209,15 +243,29 @@ def main() -> None:
                 admin = server.get_uri("postgres")
                 with psycopg.connect(admin, autocommit=True) as conn:
                     conn.execute("CREATE DATABASE bench_ledger")
+                    conn.execute("CREATE DATABASE bench_ledger_unchecked")
                     version = conn.execute("SHOW server_version").fetchone()
                 print(f"PostgreSQL {version[0] if version else '?'}, synchronous_commit on, unix socket")
                 pg_url = admin.replace("/postgres?", "/bench_ledger?")
-            _migrated(pg_url)
-            _bench("postgresql", pg_url, args.seconds, args.rounds)
+            unchecked_pg = os.environ.get("INTEGRITY_BENCH_PG_UNCHECKED_URI") or pg_url.replace(
+                "/bench_ledger?", "/bench_ledger_unchecked?"
+            )
+            if unchecked_pg == pg_url:
+                raise SystemExit(
+                    "With INTEGRITY_BENCH_PG_URI, also set INTEGRITY_BENCH_PG_UNCHECKED_URI: a second, empty "
+                    "database, whose transition checks are removed for the comparison."
+                )
+            for url in (pg_url, unchecked_pg):
+                _migrated(url)
+            _without_transition_checks(unchecked_pg)
+            _bench("postgresql", pg_url, unchecked_pg, args.seconds, args.rounds)
         if args.backend in ("sqlite", "both"):
             sqlite_url = f"sqlite:///{work / 'ledger.db'}"
-            _migrated(sqlite_url)
-            _bench("sqlite", sqlite_url, args.seconds, args.rounds)
+            unchecked_sqlite = f"sqlite:///{work / 'ledger-unchecked.db'}"
+            for url in (sqlite_url, unchecked_sqlite):
+                _migrated(url)
+            _without_transition_checks(unchecked_sqlite)
+            _bench("sqlite", sqlite_url, unchecked_sqlite, args.seconds, args.rounds)
     finally:
         if server is not None:
             server.cleanup()

@@ -20,9 +20,9 @@ to ``integrity_ledger`` against the transitions the ledger makes (:mod:`airflow_
 
 Any other ``UPDATE`` (and every ``INSERT`` of another row, every ``DELETE``, and on PostgreSQL ``TRUNCATE``) is
 refused, as are changes to the blobs of large results. Every transition but a lease renewal writes its history
-row, as before. Someone who can drop or disable the triggers (the tables' owner; anyone who can write an SQLite
-file) is still caught on replay: the ledger checks every stored result, inline ones included, against its
-recorded SHA-256.
+row, as before (on PostgreSQL the function that checks an update now writes it). Someone who can drop or
+disable the triggers (the tables' owner; anyone who can write an SQLite file) is still caught on replay: the
+ledger checks every stored result, inline ones included, against its recorded SHA-256.
 
 ``fingerprint_scheme`` records the canonical form of each key's fingerprint
 (:func:`airflow_integrity.store.ledger_codec.fingerprint`): 1 for keys claimed before this revision, 2 after.
@@ -173,6 +173,35 @@ class _Rules:
 
 
 def _postgres(rules: _Rules) -> None:
+    # PL/pgSQL functions rather than trigger WHEN conditions: a function's expressions are planned once per
+    # session, a WHEN condition is set up for every statement (measured: checks as WHEN conditions cost a fifth
+    # of the raw claim + complete rate, as functions nothing measurable). An update's history row is written by
+    # the same function, replacing migration l1's AFTER UPDATE trigger.
+    op.execute(
+        f"""
+        CREATE FUNCTION integrity_ledger_check_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NOT ({rules.insert()}) THEN
+                RAISE EXCEPTION 'INSERT on {LEDGER}: {_REFUSED}' USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    op.execute(
+        f"""
+        CREATE FUNCTION integrity_ledger_check_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NOT ({rules.update()}) THEN
+                RAISE EXCEPTION 'UPDATE on {LEDGER}: {_REFUSED}' USING ERRCODE = 'check_violation';
+            END IF;
+            IF NOT ({rules.renewal()}) THEN
+                INSERT INTO integrity_ledger_history ({_HISTORY_COLUMNS}) VALUES ({_UPDATE_VALUES});
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
     op.execute(
         f"""
         CREATE FUNCTION integrity_ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -181,13 +210,14 @@ def _postgres(rules: _Rules) -> None:
         END $$
         """
     )
+    op.execute(f"DROP TRIGGER integrity_ledger_history_on_update ON {LEDGER}")
     op.execute(
         f"CREATE TRIGGER integrity_ledger_transitions_insert BEFORE INSERT ON {LEDGER} "
-        f"FOR EACH ROW WHEN (NOT ({rules.insert()})) EXECUTE FUNCTION integrity_ledger_refuse_change()"
+        "FOR EACH ROW EXECUTE FUNCTION integrity_ledger_check_insert()"
     )
     op.execute(
         f"CREATE TRIGGER integrity_ledger_transitions_update BEFORE UPDATE ON {LEDGER} "
-        f"FOR EACH ROW WHEN (NOT ({rules.update()})) EXECUTE FUNCTION integrity_ledger_refuse_change()"
+        "FOR EACH ROW EXECUTE FUNCTION integrity_ledger_check_update()"
     )
     op.execute(
         f"CREATE TRIGGER integrity_ledger_no_delete BEFORE DELETE ON {LEDGER} "
@@ -205,19 +235,12 @@ def _postgres(rules: _Rules) -> None:
         f"CREATE TRIGGER integrity_ledger_blob_append_only BEFORE UPDATE OR DELETE ON {BLOB} "
         "FOR EACH ROW EXECUTE FUNCTION integrity_ledger_blob_refuse_change()"
     )
-    for table, function in (
-        (LEDGER, "integrity_ledger_refuse_change"),
-        (BLOB, "integrity_ledger_blob_refuse_change"),
-    ):
+    refusals = ((LEDGER, "integrity_ledger_refuse_change"), (BLOB, "integrity_ledger_blob_refuse_change"))
+    for table, function in refusals:
         op.execute(
             f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
         )
-    op.execute(f"DROP TRIGGER integrity_ledger_history_on_update ON {LEDGER}")
-    op.execute(
-        f"CREATE TRIGGER integrity_ledger_history_on_update AFTER UPDATE ON {LEDGER} "
-        f"FOR EACH ROW WHEN (NOT ({rules.renewal()})) EXECUTE FUNCTION integrity_ledger_record_history()"
-    )
 
 
 def _sqlite(rules: _Rules) -> None:
