@@ -115,6 +115,8 @@ def _store_as_it_is(args: argparse.Namespace) -> IntegrityStore:
     from airflow_integrity.store import SchemaNotCurrentError
 
     store = _hook(args).get_store(ensure_schema=False)
+    if store.is_current():
+        return store
     status = store.describe()
     if not status.current:
         raise SchemaNotCurrentError(

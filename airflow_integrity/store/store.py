@@ -131,7 +131,8 @@ class IntegrityStore:
             _checked.add(self._key)
         return result
 
-    def _at_head(self) -> bool:
+    def is_current(self) -> bool:
+        """Whether the schema is at the revision this package expects (one query; nothing is changed)."""
         with self.read() as connection:
             return migrate.is_at_head(connection)
 
@@ -162,7 +163,7 @@ class IntegrityStore:
         with _checked_lock:
             if self._key in _checked:
                 return
-        if self._at_head():
+        if self.is_current():
             with _checked_lock:
                 _checked.add(self._key)
             return
