@@ -112,9 +112,15 @@ def _store(args: argparse.Namespace) -> IntegrityStore:
 
 def _store_as_it_is(args: argparse.Namespace) -> IntegrityStore:
     """The store, changed in nothing: its schema is checked, never migrated (verification must not write)."""
-    from airflow_integrity.store import SchemaNotCurrentError
+    from airflow_integrity.store import SchemaNotCurrentError, StoreUnavailableError
 
     store = _hook(args).get_store(ensure_schema=False)
+    database = store.location.url.database or ""
+    if store.backend == "sqlite" and database != ":memory:" and not os.path.isfile(database):
+        raise StoreUnavailableError(
+            f"There is no integrity store at {database} ({store.location.source}); verification creates nothing. "
+            "Check [integrity] sqlite_path or the connection."
+        )
     if store.is_current():
         return store
     status = store.describe()

@@ -313,22 +313,21 @@ class IdempotencyGuard:
                     value = work(claim)
                 finally:
                     _CURRENT.reset(token)
-                # From here on the effect has happened: the outcome may never again be "run the work".
-                heartbeat.raise_if_lost()
-                completion = self._complete(ledger, heartbeat, value)
+                # From here on the effect has happened: whatever goes wrong, the outcome may never again be
+                # "run the work".
+                try:
+                    heartbeat.raise_if_lost()
+                    completion = self._complete(ledger, heartbeat, value)
+                    heartbeat.settle()
+                except StaleHolderError:
+                    raise
+                except BaseException as exc:
+                    raise _AfterTheEffect(heartbeat.lease, exc) from exc
         except StaleHolderError as refusal:
             self.record(refusal.event, refusal.audit_details())
             raise
-        except (ResultNotSerializableError, ResultTooLargeError) as exc:
-            # The effect may have happened: running it again could duplicate it, so a person decides.
-            self._fail(ledger, lease, exc, retryable=False)
-            raise AirflowFailException(
-                f"{exc} The work ran but its result was not recorded, so idempotency key {show_key(self.key)} "
-                "is marked failed without retry: check whether the effect happened, fix the result, then "
-                f"release the key (airflow integrity ledger release {self.key!r} --reason ...)."
-            ) from exc
-        except _CompletionNotRecorded as lost:
-            raise self._unrecorded(ledger, lost) from lost.cause
+        except _AfterTheEffect as after:
+            raise self._settle_for_a_person(ledger, after.lease, after.cause) from after.cause
         except AirflowFailException as exc:
             self._fail(ledger, lease, exc, retryable=False)
             raise
@@ -339,6 +338,35 @@ class IdempotencyGuard:
             raise
         self.record(completion.event, completion.audit_details())
         return GuardedResult(value, outcome.status, lease.fencing_token)
+
+    def _settle_for_a_person(
+        self, ledger: IdempotencyLedger, lease: Lease, cause: BaseException
+    ) -> AirflowFailException:
+        """The work returned and something went wrong after it: mark the key failed without retry and say why."""
+        key = show_key(self.key)
+        release = f"airflow integrity ledger release {self.key!r} --namespace {self.namespace!r} --reason ..."
+        if isinstance(cause, (ResultNotSerializableError, ResultTooLargeError)):
+            self._fail(ledger, lease, cause, retryable=False)
+            return AirflowFailException(
+                f"{cause} The work ran but its result was not recorded, so idempotency key {key} is marked failed "
+                "without retry: check whether the effect happened, fix the result, then release the key "
+                f"({release})."
+            )
+        if isinstance(cause, _CompletionNotRecorded):
+            return self._unrecorded(ledger, cause)
+        # A timeout or a signal while the completion was written, or anything else after the work returned.
+        recorded = self._fail(ledger, lease, cause, retryable=False, effect=True)
+        settled = (
+            "The key is marked failed without retry, so no attempt runs the work again"
+            if recorded
+            else "The key could not be marked failed either; it stays held with fencing token "
+            f"{lease.fencing_token}"
+        )
+        return AirflowFailException(
+            f"The work of idempotency key {key} ran, but then {type(cause).__name__}: {cause}: the effect may "
+            f"have happened. {settled}: check whether the effect happened, then release the key ({release}) if "
+            "it must run again."
+        )
 
     def _complete(self, ledger: IdempotencyLedger, heartbeat: LeaseHeartbeat, value: Any) -> Completion:
         """Record the result; while the lease holds, retry what the store could not take (a lock timeout, a
@@ -433,6 +461,15 @@ class _CompletionNotRecorded(Exception):
     """The work returned and its completion could not be written while the lease held."""
 
     def __init__(self, lease: Lease, cause: StoreError) -> None:
+        super().__init__(str(cause))
+        self.lease = lease
+        self.cause = cause
+
+
+class _AfterTheEffect(Exception):
+    """Something went wrong after the guarded work returned (carries the lease and the cause)."""
+
+    def __init__(self, lease: Lease, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.lease = lease
         self.cause = cause

@@ -191,8 +191,7 @@ class IntegrityCheckHook(BaseHook):
         try:
             log = AuditLog(self.get_store())
             if spool.has_lines():
-                self._report_drain(spool.drain(log.record))
-                chain = True
+                chain = self._drain_before(spool, log) or chain
             if chain:
                 return log.append(event).receipt()
             return log.record(event)
@@ -227,6 +226,17 @@ class IntegrityCheckHook(BaseHook):
         if report.replayed:
             log.chain_pending()
         return report
+
+    def _drain_before(self, spool: AuditSpool, log: AuditLog) -> bool:
+        """Replay the spool before a new event; whether anything was replayed. A spool that cannot be replayed
+        now is reported and left for later: it never keeps the new event from being recorded."""
+        try:
+            report = spool.drain(log.record)
+        except Exception:
+            self.log.exception("The audit spool %s could not be replayed now; it is kept", spool.path)
+            return False
+        self._report_drain(report)
+        return report.moved > 0
 
     def _report_drain(self, report: DrainReport) -> None:
         if report.moved or report.remaining:

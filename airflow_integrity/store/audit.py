@@ -225,6 +225,10 @@ class AuditEvent:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise AuditEventError(f"Audit event field {name!r} must be an integer or None, got {value!r}.")
+            if value is not None and not -(2**31) <= value < 2**31:
+                raise AuditEventError(
+                    f"Audit event field {name!r} is {value}; it must fit in a 32-bit integer, as Airflow's does."
+                )
         return PreparedEvent(
             event_id=_event_id(self.event_id),
             details_json=details_to_json(self.details),

@@ -294,9 +294,9 @@ def _record(prepared: PreparedEvent, recorded_at: datetime, seq: int, prev_hash:
 def _append_sqlite(store: IntegrityStore, prepared: list[PreparedEvent]) -> list[AuditRecord]:
     records: list[AuditRecord] = []
     with _connection(store) as conn:
-        # BEGIN IMMEDIATE takes the write lock at once: the head cannot move under us.
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            # BEGIN IMMEDIATE takes the write lock at once: the head cannot move under us.
+            conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(_HEAD).fetchone()
             seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
             for event in prepared:
@@ -469,6 +469,10 @@ def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
                 raise _refused(store, exc) from exc
             if attempt == 2:
                 raise store._unavailable(exc) from exc
+        except psycopg.errors.DataError as exc:
+            # The database found a value of the event it cannot store: the event's fault, not the store's.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise AuditEventError(f"The integrity store refused the audit event's data: {reason}") from exc
         except psycopg.Error as exc:
             raise _refused(store, exc) from exc
     raise AssertionError("unreachable")

@@ -26,8 +26,14 @@ targeted queries name it:
     the log ends before the sequence number of a signed checkpoint;
 ``altered before chaining``
     (PostgreSQL) an event recorded and not chained yet was changed in place after it was recorded: its
-    intake row was written by another transaction than the one that recorded it. It is named by the
-    sequence number it would take, the one after the head.
+    intake row no longer matches the seal set when it was recorded (migration a3; for rows recorded before,
+    its row version was written by another transaction than the one that recorded it), or its details are not
+    JSON. Chaining leaves such a row out. It is named by the sequence number it would take, the one after the
+    head;
+``lost before chaining``
+    (PostgreSQL) an event was recorded and is neither chained nor within reach of the next chaining: an event
+    inserted into the chain directly moved the chaining horizon past it. (An event that names no recorded
+    intake row is reported as a ``forged insert`` at its sequence number.)
 
 Events recorded and not chained yet (PostgreSQL, usually for less than a second) are counted in
 ``pending`` and not covered by the chain's verification. After the store moved to another PostgreSQL
@@ -63,6 +69,7 @@ FIELD_MISMATCH = "field mismatch"
 CHECKPOINT_MISMATCH = "checkpoint mismatch"
 TRUNCATED = "truncated"
 ALTERED_BEFORE_CHAINING = "altered before chaining"
+LOST_BEFORE_CHAINING = "lost before chaining"
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,8 @@ def verify(
         if problem is None and _generated_altered(conn, store.backend):
             problem = _first_field_mismatch(conn, start_seq)
         pending, altered, unchecked = _pending(conn) if store.backend == "postgresql" else (0, None, None)
+        if store.backend == "postgresql":
+            problem = _first(problem, _outside_the_chaining(conn, scan.seq, pending))
     matched, cp_problem = _check_checkpoints(
         checkpoints,
         keys,
@@ -353,7 +362,13 @@ def _pending(conn: Connection) -> tuple[int, str | None, str | None]:
     moved = same_history is False or behind is True
     exact = moved or same_history is None or xmax is None
     since_horizon = "" if exact else "(i.txid >= :xmax OR i.txid = ANY(:xip)) AND "
-    changed = "NULL" if moved else "min(i.id) FILTER (WHERE i.txid % 4294967296 <> i.xmin::text::bigint)"
+    # A row's seal (migration a3) tells an edit made after it was recorded, wherever the store has moved; a row
+    # recorded before a3 has none, and only its row version can tell, while the store stays in its cluster.
+    legacy = "false" if moved else "i.txid % 4294967296 <> i.xmin::text::bigint"
+    changed = (
+        "min(i.id) FILTER (WHERE CASE WHEN i.seal IS NULL THEN "
+        f"{legacy} ELSE i.seal IS DISTINCT FROM integrity_audit_seal(i) END)"
+    )
     count, altered = conn.execute(
         text(
             f"SELECT count(*), {changed} FROM {INTAKE} AS i WHERE {since_horizon}"
@@ -403,6 +418,52 @@ def _unreadable_pending(conn: Connection, since_horizon: str, params: dict[str, 
                 "leaves it out"
             )
     return None
+
+
+def _first(problem: _Problem | None, other: _Problem | None) -> _Problem | None:
+    if other is None or (problem is not None and problem.seq <= other.seq):
+        return problem
+    return other
+
+
+def _outside_the_chaining(conn: Connection, next_seq: int, pending: int) -> _Problem | None:
+    """Events the chaining did not put there, and recorded events it can no longer reach (PostgreSQL).
+
+    Only ``integrity_audit_chain`` adds events, each naming the intake row it chains. An event that names none
+    was inserted into the chain directly; and since every chaining stores the horizon the next one starts
+    from, such an insert can also move the horizon past rows recorded and not chained yet, which no chaining
+    would then find. Every intake row is either chained or pending within the horizon: the counts tell, and
+    an exact search names the first row that is neither.
+    """
+    row = conn.execute(
+        text(
+            f"SELECT (SELECT count(*) FROM {INTAKE}), count(e.intake_id), "
+            f"min(e.seq) FILTER (WHERE e.intake_id IS NULL) FROM {EVENT} AS e"
+        )
+    ).one()
+    recorded, chained, direct = int(row[0]), int(row[1]), row[2]
+    if direct is not None:
+        return _Problem(
+            int(direct),
+            FORGED_INSERT,
+            f"event {direct} names no recorded event: it was inserted into the chain directly, not chained",
+        )
+    if recorded == chained + pending:
+        return None
+    lost = conn.execute(
+        text(
+            f"SELECT i.id, i.event_id FROM {INTAKE} AS i WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id) ORDER BY i.id LIMIT 1"
+        )
+    ).first()
+    if lost is None:  # a chaining that committed during this read: nothing is lost
+        return None
+    return _Problem(
+        next_seq,
+        LOST_BEFORE_CHAINING,
+        f"event {lost[1]} (intake row {lost[0]}) was recorded, but the chaining can no longer reach it: the "
+        f"chain's head names a horizon past it ({recorded} recorded, {chained} chained, {pending} pending)",
+    )
 
 
 def _generated_altered(conn: Connection, backend: str) -> bool:

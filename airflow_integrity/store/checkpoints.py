@@ -130,8 +130,11 @@ class CheckpointKey:
             )
         return str(self._private.sign(message).hex())
 
-    def verify(self, message: bytes, signature: str) -> bool:
-        """Whether ``signature`` (hex) is this key's signature of ``message``."""
+    def verify(self, message: bytes, signature: object) -> bool:
+        """Whether ``signature`` (hex) is this key's signature of ``message``; anything that is not hex text
+        (a forged or damaged row) simply does not verify."""
+        if not isinstance(signature, str) or not signature.isascii():
+            return False
         if self._secret is not None:
             expected = hmac.new(self._secret, message, hashlib.sha256).hexdigest()
             return hmac.compare_digest(expected, signature.lower())

@@ -269,6 +269,8 @@ class IdempotencyLedger:
         with self._connections.write() as cursor:
             row = cursor.one(self._sql.renew, params)
         if row is None:
+            if self._settled(lease, State.COMPLETED) or self._settled(lease, State.FAILED):
+                return lease  # this holder settled the key itself (a renewal that crossed its completion)
             raise self._stale(lease, "renew its lease")
         return replace(lease, expires_at=required_timestamp(row[0]))
 

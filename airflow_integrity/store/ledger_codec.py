@@ -64,6 +64,11 @@ def validate_key(key: object, namespace: str) -> str:
             "that identifies it, for example 'claim-{{ params.claim_id }}'; check that the template's "
             "values are set."
         )
+    if "\x00" in key:
+        raise InvalidKeyError(
+            f"Idempotency key {key!r} in namespace {namespace!r} contains a NUL character, which neither the "
+            "ledger nor the audit trail can store; remove it from the key's template values."
+        )
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidKeyError(
             f"Idempotency key {show_key(key)} in namespace {namespace!r} is {len(key)} characters long; the "
@@ -75,10 +80,15 @@ def validate_key(key: object, namespace: str) -> str:
 
 def validate_namespace(namespace: object) -> str:
     """Return ``namespace`` if it is a non-empty string of at most 128 characters."""
-    if not isinstance(namespace, str) or not namespace.strip() or len(namespace) > MAX_NAMESPACE_LENGTH:
+    if (
+        not isinstance(namespace, str)
+        or not namespace.strip()
+        or len(namespace) > MAX_NAMESPACE_LENGTH
+        or "\x00" in namespace
+    ):
         raise InvalidKeyError(
             f"Idempotency namespace {namespace!r} is not valid: use a non-empty string of at most "
-            f"{MAX_NAMESPACE_LENGTH} characters, for example 'payments'."
+            f"{MAX_NAMESPACE_LENGTH} characters without NUL, for example 'payments'."
         )
     return namespace
 
@@ -237,15 +247,20 @@ def encode_result(result: Any, key: str, *, max_bytes: int) -> EncodedResult:
     except RecursionError:
         problem = ("", "is nested too deeply or contains itself")
     if problem is None:
-        text = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    else:
+        try:
+            text = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            problem = ("", f"holds a string that is not valid Unicode ({exc.reason}, a lone surrogate)")
+        except (ValueError, RecursionError) as exc:  # e.g. an integer of more digits than Python will print
+            problem = ("", f"cannot be written as JSON ({str(exc)[:200]})")
+    if problem is not None:
         raise ResultNotSerializableError(
             f"The result of idempotency key {show_key(key)} cannot be stored: result{problem[0]} {problem[1]}. "
             "The ledger replays the result to later attempts, so it must be JSON: return dicts with string "
             "keys, lists, strings, finite numbers, booleans and None (convert datetimes with .isoformat(), "
             "Decimals with str())."
         )
-    data = text.encode("utf-8")
     if len(data) > max_bytes:
         raise ResultTooLargeError(
             f"The result of idempotency key {show_key(key)} is {len(data):,} bytes as JSON; the ledger stores "

@@ -46,6 +46,7 @@ class LeaseHeartbeat:
         self.on_lost = on_lost
         self._lease = lease
         self._lost: StaleHolderError | None = None
+        self._settled = False
         self._last_error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,9 +92,13 @@ class LeaseHeartbeat:
             self._thread.join()
 
     def raise_if_lost(self) -> None:
-        """Raise the ``StaleHolderError`` that ended the lease, if any."""
-        if self._lost is not None:
+        """Raise the ``StaleHolderError`` that ended the lease, if any (never once the key was settled)."""
+        if self._lost is not None and not self._settled:
             raise self._lost
+
+    def settle(self) -> None:
+        """The holder settled the key (completed or failed it): a renewal refused from now on is expected."""
+        self._settled = True
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -102,6 +107,8 @@ class LeaseHeartbeat:
                 self._lease = self.ledger.renew(self._lease)
                 self._held_until = asked + self._lease.lease_seconds
             except StaleHolderError as refusal:
+                if self._settled:
+                    return
                 self._lost = refusal
                 log.error("%s", refusal)
                 if self.on_lost is not None:

@@ -8,7 +8,7 @@ the SQLite file. A lease is therefore never compared against a worker's local cl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ENTRY_COLUMNS = (
     "id, namespace, idempotency_key, fingerprint, state, retryable, holder, origin, previous_state, "
@@ -99,6 +99,8 @@ SELECT id, namespace, idempotency_key, :event, {now}, state, fencing_token, :fin
 FROM integrity_ledger WHERE {where_key}
 """
 
+_NOTE_THROUGH_OWNER = "SELECT integrity_ledger_note(:namespace, :key, :event, :fingerprint, :holder, :details)"
+
 _HISTORY = "SELECT {columns} FROM integrity_ledger_history WHERE {where_key} ORDER BY id"
 
 _INSERT_BLOB = """
@@ -161,6 +163,9 @@ class LedgerSql:
             select_blob=_SELECT_BLOB,
         )
         if dialect == "postgresql":
+            # The history is written by a function of the store's owner (migration l2), so that the role the
+            # components connect as needs no right to write it directly.
+            statements = replace(statements, note=_NOTE_THROUGH_OWNER)
             statements = cls(**{name: _pyformat(sql) for name, sql in statements.__dict__.items()})
         return statements
 

@@ -122,11 +122,18 @@ class AuditSpool:
         spooled = replace(event, details={**dict(event.details), SPOOL_KEY: marker})
         spooled.prepare()  # refuse now what the store would refuse at every replay
         line = json.dumps({"event": _fields(event), "spool": marker}, sort_keys=True) + "\n"
-        with self._locked(), open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        with self._locked(), open(self.path, "ab") as handle:
+            if handle.tell() and not self._ends_with_newline():
+                handle.write(b"\n")  # a line torn by a crash stays a line of its own
+            handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         return spooled
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
 
     def pending(self) -> int:
         """How many events wait in the spool (0 when there is no spool file)."""
@@ -155,12 +162,12 @@ class AuditSpool:
             return report
         with self._locked():
             lines = self._lines()
-            left: list[str] = []
+            left: list[bytes] = []
             for index, line in enumerate(lines):
                 try:
                     original, spooled = _decode(line)
-                except (ValueError, TypeError, KeyError) as exc:
-                    self._set_aside(line, f"not a spooled audit event: {exc}", report)
+                except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                    self._set_aside(line, f"not a spooled audit event: {type(exc).__name__}: {exc}"[:500], report)
                     continue
                 try:
                     self._replay(record, original, spooled, report)
@@ -187,15 +194,21 @@ class AuditSpool:
             return
         report.replayed += 1
 
-    def _lines(self) -> list[str]:
+    def _lines(self) -> list[bytes]:
+        """The spool's lines as bytes: one that is not even UTF-8 (torn inside a character) is set aside
+        like any other unreadable line, never allowed to stop the replay."""
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                return [line for line in handle if line.strip()]
+            with open(self.path, "rb") as handle:
+                return [line if line.endswith(b"\n") else line + b"\n" for line in handle if line.strip()]
         except FileNotFoundError:
             return []
 
-    def _set_aside(self, line: str, reason: str, report: DrainReport) -> None:
-        entry = {"line": line.rstrip("\n"), "reason": reason, "at": format_timestamp(datetime.now(timezone.utc))}
+    def _set_aside(self, line: bytes, reason: str, report: DrainReport) -> None:
+        entry = {
+            "line": line.rstrip(b"\n").decode("utf-8", "backslashreplace"),
+            "reason": reason,
+            "at": format_timestamp(datetime.now(timezone.utc)),
+        }
         with open(self.refused_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, sort_keys=True) + "\n")
             handle.flush()
@@ -203,9 +216,9 @@ class AuditSpool:
         report.set_aside += 1
         report.errors.append(reason)
 
-    def _rewrite(self, left: list[str]) -> None:
+    def _rewrite(self, left: list[bytes]) -> None:
         temporary = self.path.with_name(self.FILE_NAME + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with open(temporary, "wb") as handle:
             handle.writelines(left)
             handle.flush()
             os.fsync(handle.fileno())
@@ -221,14 +234,15 @@ def _fields(event: AuditEvent) -> dict[str, Any]:
     return {**asdict(event), "details": dict(event.details)}
 
 
-def _decode(line: str) -> tuple[AuditEvent, AuditEvent]:
+def _decode(line: bytes) -> tuple[AuditEvent, AuditEvent]:
     """The event as first attempted, and as replayed (with the spool marker in its details)."""
-    data = json.loads(line)
+    data = json.loads(line.decode("utf-8"))
     if "event" not in data:  # a line of an earlier version: the event's fields alone, perhaps without an id
         event = AuditEvent(**data)
         if event.event_id is None:
             # The same id at every replay, so that an interrupted one does not record it twice.
-            event = replace(event, event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "airflow-integrity-spool:" + line)))
+            seed = "airflow-integrity-spool:" + line.decode("utf-8")
+            event = replace(event, event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, seed)))
         return event, event
     original = AuditEvent(**data["event"])
     spooled = replace(original, details={**dict(original.details), SPOOL_KEY: data["spool"]})

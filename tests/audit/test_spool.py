@@ -245,3 +245,50 @@ def test_audit_drain_reports_what_it_replayed_and_what_it_set_aside(
         start_new_session=True,
     )
     assert again.returncode == 0 and "0 replayed" in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [b'{"event": {"event_type": "claim.\xe2\x82', b"[" * 100_000],
+    ids=["torn inside a character", "nested beyond reading"],
+)
+def test_an_unreadable_line_is_set_aside_and_never_stops_recording(
+    store: IntegrityStore, store_url: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch, poison: bytes
+) -> None:
+    spool = AuditSpool(spool_dir)
+    now = datetime.now(timezone.utc)
+    spool.put(AuditEvent("claim.step", actor="w", business_key="before").identified(), occurred_at=now, reason="x")
+    with open(spool.path, "ab") as handle:
+        handle.write(poison)  # no newline: the next line must not be glued to it
+    spool.put(AuditEvent("claim.step", actor="w", business_key="after").identified(), occurred_at=now, reason="x")
+    assert spool.pending() == 3
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    assert audit.record("claim.step", business_key="now") is not None  # recording goes on, the spool drains
+    assert spool.pending() == 0
+    assert [e.business_key for e in _events(store_url)] == ["before", "after", "now"]
+    (refused,) = [json.loads(line) for line in spool.refused_path.read_text().splitlines()]
+    assert "not a spooled audit event" in refused["reason"]
+
+
+def test_an_event_the_database_cannot_hold_is_refused_before_it_is_spooled(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
+    event = AuditEvent("claim.step", actor="w", map_index=2**31)
+    with pytest.raises(AuditEventError, match=r"'map_index' is 2147483648; it must fit in a 32-bit integer"):
+        IntegrityCheckHook().record_event(event)
+    assert AuditSpool(spool_dir).pending() == 0
+
+
+def test_verify_of_a_store_that_does_not_exist_creates_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    import argparse
+
+    from airflow_integrity.cli import audit_command
+
+    missing = tmp_path / "nowhere" / "integrity.db"
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{missing}")
+    with pytest.raises(SystemExit) as exited:
+        audit_command.verify(argparse.Namespace(conn_id=None, key_conn_id=None, from_checkpoint=False))
+    assert exited.value.code == 1 and "no integrity store at" in capsys.readouterr().err
+    assert not missing.parent.exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -48,8 +48,9 @@ def _entry(url: str, key: str):  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def _sqlite_write_lock(url: str, seconds: float) -> Iterator[threading.Event]:
-    """Hold the SQLite write lock from another connection for ``seconds`` once the event is set."""
+def _sqlite_write_lock(url: str, seconds: float) -> Iterator[Callable[[], None]]:
+    """Hold the SQLite write lock from another connection for ``seconds`` once the yielded function is called
+    (it returns once the lock is held)."""
     start, taken = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -61,11 +62,14 @@ def _sqlite_write_lock(url: str, seconds: float) -> Iterator[threading.Event]:
         conn.execute("COMMIT")
         conn.close()
 
+    def take() -> None:
+        start.set()
+        assert taken.wait(10), "the lock holder did not get the lock"
+
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        yield start
-        taken.wait(10)
+        yield take
     finally:
         start.set()
         holder.join()
@@ -93,7 +97,7 @@ def test_a_completion_the_store_refuses_once_is_retried_and_the_work_runs_once(
 
             def work(claim):  # type: ignore[no-untyped-def]
                 runs.append(claim.fencing_token)
-                lock.set()  # the store stays locked past the busy timeout while the completion is written
+                lock()  # the store stays locked past the busy timeout while the completion is written
                 return {"paid": 42}
 
             result = _guard("claim-1").run(work)
@@ -197,3 +201,81 @@ def test_a_key_the_audit_trail_cannot_name_is_refused_before_it_is_claimed(store
     with pytest.raises(AirflowFailException, match=r"lease_seconds=inf .*'claim-10'.*not a positive, finite"):
         _guard("claim-10", lease_seconds=float("inf"))
     assert _entry(store_conn_env, "claim-10") is None
+
+
+@pytest.mark.parametrize(
+    "result",
+    [{"name": "\ud800"}, {"n": 10**5000}],
+    ids=["lone surrogate", "integer beyond printing"],
+)
+def test_a_result_that_cannot_be_encoded_never_reopens_the_key(store_conn_env: str, result: object) -> None:
+    import sys
+
+    sys.set_int_max_str_digits(4300)  # Python's default limit, whatever the test runner set
+    runs: list[int] = []
+
+    def work(claim):  # type: ignore[no-untyped-def]
+        runs.append(claim.fencing_token)
+        return result
+
+    for _ in range(2):
+        with pytest.raises(AirflowFailException, match=r"cannot be stored|failed without retry"):
+            _guard("claim-11").run(work)
+    assert runs == [1]
+    entry = _entry(store_conn_env, "claim-11")
+    assert (entry.state, entry.retryable) == (State.FAILED, False)
+
+
+def test_a_timeout_while_the_completion_is_retried_settles_the_key_for_a_person(
+    store, store_conn_env: str
+) -> None:
+    import signal
+
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    _refuse_completions(store)
+    runs: list[int] = []
+
+    def work(claim):  # type: ignore[no-untyped-def]
+        runs.append(claim.fencing_token)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)  # execution_timeout strikes while the completion is retried
+        return {"paid": 12}
+
+    def timeout(signum, frame):  # type: ignore[no-untyped-def]
+        raise AirflowTaskTimeout("Timeout, PID: test")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    try:
+        with pytest.raises(
+            AirflowFailException, match=r"ran, but then AirflowTaskTimeout.*effect may have happened"
+        ):
+            _guard("claim-12", lease_seconds=60).run(work)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    entry = _entry(store_conn_env, "claim-12")
+    assert (entry.state, entry.retryable) == (State.FAILED, False)
+    with pytest.raises(AirflowFailException, match=r"failed without retry"):
+        _guard("claim-12").run(work)
+    assert runs == [1]
+
+
+def test_a_lease_renewal_that_crosses_the_completion_is_not_a_lost_lease(store_conn_env: str) -> None:
+    import time
+
+    def work(claim):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)  # a very short lease is renewed many times meanwhile
+        return {"ok": claim.fencing_token}
+
+    for attempt in range(5):
+        result = _guard(f"claim-20-{attempt}", lease_seconds=0.03).run(work)
+        assert result.value == {"ok": 1}
+        events = [e["event"] for e in idempotency_events(store_conn_env, f"claim-20-{attempt}")]
+        assert events == ["claimed", "completed"]
+
+
+def test_a_key_with_a_nul_character_is_refused_before_it_is_claimed(store_conn_env: str) -> None:
+    with pytest.raises(AirflowFailException, match=r"contains a NUL character"):
+        _guard("claim-\x00-13")
+    with pytest.raises(AirflowFailException, match=r"namespace .* without NUL"):
+        IdempotencyGuard(key="claim-13", fingerprint=fingerprint(1), namespace="pay\x00ments")

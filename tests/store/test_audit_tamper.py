@@ -434,3 +434,76 @@ def test_a_forged_checkpoint_dated_in_the_future_does_not_stop_periodic_signing(
         )
     made = checkpoint_if_due(store)
     assert made is not None and made.seq == 3
+
+
+@pytest.mark.parametrize("names_a_recorded_row", [False, True])
+def test_an_event_inserted_into_the_chain_directly_is_named_and_hides_no_recorded_event(
+    store: IntegrityStore, names_a_recorded_row: bool
+) -> None:
+    from airflow_integrity.store.audit_verify import LOST_BEFORE_CHAINING
+
+    if store.backend == "sqlite":
+        pytest.skip("SQLite has no intake table: every event is chained as it is recorded")
+    record(store, 3)
+    hidden = _pending_row(store, {"amount": 10})  # recorded, waiting for its batch
+    with store.begin() as conn:  # the chain extended by hand, with a fresh horizon that lies past `hidden`
+        prev = hash_of(conn, 3)
+        intake_id, body = None, canonical_json({"event_type": "approval.granted", "event_id": str(uuid.uuid4())})
+        if names_a_recorded_row:  # a row recorded as usual, chained by hand so that the event looks chained
+            forged = _pending_row(store, {"decision": "granted"})
+            intake_id, body = conn.execute(
+                text(f"SELECT i.id, integrity_audit_body(i) FROM {INTAKE} AS i WHERE i.event_id = :e"),
+                {"e": forged},
+            ).one()
+        conn.execute(
+            text(
+                f"INSERT INTO {EVENT} (seq, body, prev_hash, hash, intake_id, chain_xmax, chain_xip, chain_txid) "
+                "VALUES (4, :b, :p, :h, :i, pg_snapshot_xmax(pg_current_snapshot())::text::bigint, '{}', "
+                "pg_current_xact_id()::text::bigint)"
+            ),
+            {"b": body, "p": prev, "h": chain_hash(prev, 4, body.encode()), "i": intake_id},
+        )
+    assert AuditLog(store).chain_pending() == 0  # the chaining can no longer see `hidden`
+    result = verify(store)
+    assert not result.ok, result
+    if names_a_recorded_row:
+        assert (result.first_bad_seq, result.reason) == (5, LOST_BEFORE_CHAINING), result
+        assert hidden in (result.detail or "")
+    else:
+        assert (result.first_bad_seq, result.reason) == (4, FORGED_INSERT), result
+        assert "inserted into the chain directly" in (result.detail or "")
+
+
+def test_an_event_recorded_inside_a_savepoint_is_chained_like_any_other(store: IntegrityStore) -> None:
+    if store.backend == "sqlite":
+        pytest.skip("SQLite has no intake table")
+    record(store, 2)
+    event_id = str(uuid.uuid4())
+    with store.begin() as conn, conn.begin_nested():
+        conn.execute(
+            text(f"INSERT INTO {INTAKE} (event_id, event_type, actor, details) VALUES (:e, 'paid', 'w', '{{}}')"),
+            {"e": event_id},
+        )
+    assert AuditLog(store).chain_pending() == 1
+    result = verify(store)
+    assert result.ok and result.count == 3 and result.pending == 0, result
+    create_checkpoint(store, KEY)  # signing goes on
+
+
+def test_a_checkpoint_row_with_a_signature_that_is_not_hex_is_a_mismatch_not_a_crash(
+    store: IntegrityStore,
+) -> None:
+    record(store, 2)
+    create_checkpoint(store, KEY)
+    record(store, 1, start=3)
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {CHECKPOINT} (seq, head_hash, created_at, key_id, algorithm, signature) "
+                "VALUES (3, :h, '2026-12-04T00:00:00.000000Z', :k, 'hmac-sha256', 'é')"
+            ),
+            {"h": "0" * 64, "k": KEY.key_id},
+        )
+    result = verify(store, key=KEY)
+    assert (result.ok, result.reason) == (False, CHECKPOINT_MISMATCH), result
+    assert create_checkpoint(store, KEY).seq == 3  # a forged row does not stop signing

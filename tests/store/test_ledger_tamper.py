@@ -147,3 +147,15 @@ def test_with_the_triggers_removed_an_edited_inline_result_is_caught_on_replay(l
         ledger.claim(KEY, fingerprint=INPUTS)
     entry = ledger.get(KEY)
     assert entry is not None and entry.state is State.COMPLETED
+
+
+def test_a_change_whose_check_comes_out_null_is_refused(ledger: IdempotencyLedger) -> None:
+    _completed(ledger)
+    # A release that looks right but leaves the previous state unknown: NULL never counts as allowed.
+    _refused(
+        ledger.store,
+        "UPDATE integrity_ledger SET state = 'released', last_event = 'released', previous_state = NULL, "
+        "previous_holder = holder, retryable = NULL, lease_expires_at = NULL, last_person = 'x', "
+        "last_reason = 'y'",
+    )
+    assert ledger.claim(KEY, fingerprint=INPUTS).status is ClaimStatus.REPLAY

@@ -40,6 +40,18 @@ INTAKE = "integrity_audit_intake"
 # The same advisory lock as migration a1's functions.
 CHAIN_LOCK_KEY = 0x1A7E_A0D1
 
+# The body an intake row will be chained with, and its seal: SHA-256 of the body and the row's transaction,
+# set when the row is inserted. A row whose seal no longer matches was changed in place after it was recorded.
+# (SQL functions on the row type: the planner inlines them.)
+_SEAL_FUNCTIONS = f"""
+CREATE FUNCTION integrity_audit_body(i {INTAKE}) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT {{body}}
+$$;
+CREATE FUNCTION integrity_audit_seal(i {INTAKE}) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT encode(sha256(convert_to(integrity_audit_body(i) || E'\\n' || i.txid::text, 'UTF8')), 'hex')
+$$;
+"""
+
 _STAMP_FUNCTION = f"""
 CREATE FUNCTION integrity_audit_intake_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -50,6 +62,7 @@ BEGIN
         RAISE EXCEPTION 'airflow-integrity: the details of audit event % must be a JSON object', NEW.event_id
             USING ERRCODE = 'invalid_text_representation';
     END IF;
+    NEW.seal := integrity_audit_seal(NEW);
     RETURN NEW;
 END
 $$;
@@ -95,9 +108,11 @@ _BODY = """'{"actor":' || COALESCE(to_json(i.actor)::text, 'null')
 def _pending_select(where: str) -> str:
     """The rows to chain (ids, bodies, transactions, whether each row is the version its own transaction
     wrote) and the horizon the next chaining starts from, in one statement (one snapshot)."""
-    return f"""SELECT array_agg(i.id ORDER BY i.id), array_agg({_BODY} ORDER BY i.id),
+    return f"""SELECT array_agg(i.id ORDER BY i.id), array_agg(integrity_audit_body(i) ORDER BY i.id),
                array_agg(i.txid ORDER BY i.id),
-               array_agg((NOT v_same_history OR i.txid % 4294967296 = i.xmin::text::bigint)
+               array_agg(CASE WHEN i.seal IS NULL
+                              THEN NOT v_same_history OR i.txid % 4294967296 = i.xmin::text::bigint
+                              ELSE i.seal = integrity_audit_seal(i) END
                          AND integrity_audit_json_ok(i.details) ORDER BY i.id),
                pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
                ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
@@ -116,6 +131,10 @@ _NOT_CHAINED = f"NOT EXISTS (SELECT 1 FROM {EVENT} AS e WHERE e.intake_id = i.id
 _CHAIN_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION integrity_audit_chain(p_wait boolean DEFAULT true) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+-- Only this function adds events to the chain, with its owner's rights: the role the components connect as
+-- needs (and, set up by store.roles, has) no right to insert into the chain itself.
+SECURITY DEFINER
+SET search_path = {{schema}}, pg_temp
 -- Every statement of the usual path has an index path and touches a handful of rows: planning them once
 -- per session, for any horizon, must not pick a scan of the whole log.
 SET enable_seqscan = off
@@ -209,10 +228,13 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(f"ALTER TABLE {INTAKE} ALTER COLUMN business_key TYPE varchar(512)")
+    op.execute(f"ALTER TABLE {INTAKE} ADD COLUMN seal varchar(64)")
+    op.execute(_SEAL_FUNCTIONS.format(body=_BODY))
     op.execute(_STAMP_FUNCTION)
     version = int(op.get_bind().exec_driver_sql("SHOW server_version_num").scalar())
     op.execute(_JSON_OK_BUILTIN if version >= 160000 else _JSON_OK_CAST)
-    op.execute(_CHAIN_FUNCTION)
+    schema = op.get_bind().exec_driver_sql("SELECT quote_ident(current_schema())").scalar()
+    op.execute(_CHAIN_FUNCTION.replace("{schema}", schema))
 
 
 def downgrade() -> None:

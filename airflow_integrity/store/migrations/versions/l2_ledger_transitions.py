@@ -181,7 +181,7 @@ def _postgres(rules: _Rules) -> None:
         f"""
         CREATE FUNCTION integrity_ledger_check_insert() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF NOT ({rules.insert()}) THEN
+            IF ({rules.insert()}) IS NOT TRUE THEN
                 RAISE EXCEPTION 'INSERT on {LEDGER}: {_REFUSED}' USING ERRCODE = 'check_violation';
             END IF;
             RETURN NEW;
@@ -192,10 +192,10 @@ def _postgres(rules: _Rules) -> None:
         f"""
         CREATE FUNCTION integrity_ledger_check_update() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF NOT ({rules.update()}) THEN
+            IF ({rules.update()}) IS NOT TRUE THEN
                 RAISE EXCEPTION 'UPDATE on {LEDGER}: {_REFUSED}' USING ERRCODE = 'check_violation';
             END IF;
-            IF NOT ({rules.renewal()}) THEN
+            IF ({rules.renewal()}) IS NOT TRUE THEN
                 INSERT INTO integrity_ledger_history ({_HISTORY_COLUMNS}) VALUES ({_UPDATE_VALUES});
             END IF;
             RETURN NEW;
@@ -210,6 +210,29 @@ def _postgres(rules: _Rules) -> None:
         END $$
         """
     )
+    # A note of a decision that changes nothing (a replay, a refusal), written for the caller.
+    op.execute(
+        f"""
+        CREATE FUNCTION integrity_ledger_note(
+            p_namespace text, p_key text, p_event text, p_fingerprint text, p_holder text, p_details text
+        ) RETURNS void LANGUAGE sql AS $$
+        INSERT INTO integrity_ledger_history (ledger_id, namespace, idempotency_key, event, at, state,
+            fencing_token, fingerprint, holder, result_sha256, result_size, details)
+        SELECT id, namespace, idempotency_key, p_event, now(), state, fencing_token, p_fingerprint, p_holder,
+            result_sha256, result_size, p_details
+        FROM {LEDGER} WHERE namespace = p_namespace AND idempotency_key = p_key
+        $$
+        """
+    )
+    # History rows are written only by these functions, with their owner's rights: a runtime role that may
+    # change a key through its transitions needs no right to write the history itself (see store.roles).
+    schema = op.get_bind().exec_driver_sql("SELECT quote_ident(current_schema())").scalar()
+    for signature in (
+        "integrity_ledger_note(text, text, text, text, text, text)",
+        "integrity_ledger_check_update()",
+        "integrity_ledger_record_history()",
+    ):
+        op.execute(f"ALTER FUNCTION {signature} SECURITY DEFINER SET search_path = {schema}, pg_temp")
     op.execute(f"DROP TRIGGER integrity_ledger_history_on_update ON {LEDGER}")
     op.execute(
         f"CREATE TRIGGER integrity_ledger_transitions_insert BEFORE INSERT ON {LEDGER} "
@@ -244,12 +267,13 @@ def _postgres(rules: _Rules) -> None:
 
 
 def _sqlite(rules: _Rules) -> None:
+    # A condition that is NULL (a column set to NULL by hand) counts as false: the change is refused.
     for name, event, condition in (
         ("integrity_ledger_transitions_insert", "INSERT", rules.insert()),
         ("integrity_ledger_transitions_update", "UPDATE", rules.update()),
     ):
         op.execute(
-            f"CREATE TRIGGER {name} BEFORE {event} ON {LEDGER} WHEN NOT ({condition}) "
+            f"CREATE TRIGGER {name} BEFORE {event} ON {LEDGER} WHEN NOT coalesce(({condition}), 0) "
             f"BEGIN SELECT RAISE(ABORT, '{event} on {LEDGER}: {_REFUSED}'); END"
         )
     op.execute(
@@ -264,7 +288,7 @@ def _sqlite(rules: _Rules) -> None:
     op.execute("DROP TRIGGER integrity_ledger_history_on_update")
     op.execute(
         f"CREATE TRIGGER integrity_ledger_history_on_update AFTER UPDATE ON {LEDGER} "
-        f"WHEN NOT ({rules.renewal()}) BEGIN "
+        f"WHEN NOT coalesce(({rules.renewal()}), 0) BEGIN "
         f"INSERT INTO integrity_ledger_history ({_HISTORY_COLUMNS}) VALUES ({_UPDATE_VALUES}); END"
     )
 
