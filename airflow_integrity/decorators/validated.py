@@ -7,7 +7,7 @@
 
 Same policies as :class:`~airflow_integrity.operators.validate.ValidateDataOperator`. The return value is
 what the function returned (``fail`` / ``warn``) or, with ``quarantine``, its good rows as they were returned
-(the same record objects, or the rows of a returned DataFrame);
+(the same record objects, the rows of a returned DataFrame, or JSON text holding the good records' own text);
 the summary and the full result are in the integrity store, named by the audit event
 (``validation.passed`` / ``.warned`` / ``.failed``) and logged with their ``result_id``.
 """

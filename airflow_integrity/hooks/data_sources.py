@@ -4,6 +4,10 @@ connection, or the JSON body of an HTTP endpoint behind an Airflow HTTP connecti
 One :class:`DataSource` describes the source in JSON-serialisable form, so the same description works in an
 operator, a TaskFlow decorator and a trigger (whose kwargs must be JSON). An upstream task's return value
 (XCom) needs no description: it is handed to the validation as it is.
+
+Rows handed on after validation are what the source holds, selected by position
+(:mod:`airflow_integrity.validation.rows`): a file's own cells or record text, an SQL driver's values, the
+text of the records in an HTTP body.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class DataSource:
 
     def load(self) -> Any:
         """Return what :func:`airflow_integrity.validation.validate` takes: a path object, an ``SqlSource``, or
-        the records of the HTTP body.
+        the JSON text of the records in the HTTP body (exactly as the endpoint sent it, so that the records are
+        handed on as their own text).
 
         Raises:
             DataError: The connection is not an SQL connection, or the body holds no records.
@@ -101,7 +106,7 @@ class DataSource:
         from airflow.providers.http.hooks.http import HttpHook
         from airflow.sdk.exceptions import AirflowException
 
-        from airflow_integrity.validation.data import records_from_json_body
+        from airflow_integrity.validation.http_body import records_text_from_json_body
 
         hook = HttpHook(method=self.method, http_conn_id=str(self.conn_id))
         try:
@@ -112,7 +117,7 @@ class DataSource:
             raise SourceUnavailableError(
                 f"{self.label()} cannot be reached: {type(exc).__name__}: {exc}"
             ) from None
-        return records_from_json_body(response.content, records_path=self.records_path)
+        return records_text_from_json_body(response.content, records_path=self.records_path)
 
 
 def storage_path(path: str, *, conn_id: str | None = None) -> Any:

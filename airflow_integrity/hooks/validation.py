@@ -14,9 +14,11 @@ The failure policies (``on_failure``) are shared by the operator, the TaskFlow d
 ``warn``
     the task succeeds; the failure is logged as a warning and recorded in store and audit trail;
 ``quarantine``
-    rows rejected by row-level critical expectations are written, with a reasons column, to the quarantine
-    location; the good rows flow on. The task fails only when more than ``max_unexpected_fraction`` of the
-    rows are bad, or when a failed expectation judges the table rather than rows (removing rows cannot fix it).
+    rows rejected by row-level critical expectations are written, as they came in and with a reasons column,
+    to the quarantine location; the good rows flow on, as they came in (never rebuilt from the validated frame:
+    see :mod:`airflow_integrity.validation.rows`). The task fails only when more than
+    ``max_unexpected_fraction`` of the rows are bad, or when a failed expectation judges the table rather than
+    rows (removing rows cannot fix it).
     The location is a folder from DAG code, or ``[integrity] quarantine_dir`` (default: ``quarantine`` under
     ``AIRFLOW_HOME``); each validation writes a new file there, named after DAG, run, task, map index, try and
     result, created exclusively (an existing file is never overwritten) and, on local disk, readable by the
@@ -28,7 +30,6 @@ Expectations of severity ``warning`` (or ``info``) never fail a task under any p
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -93,8 +94,9 @@ class Handoff:
     Args:
         run: The validation.
         good: The rows that flow on (quarantine only; all rows are good under the other policies), as they came
-            in: the original record objects of a list of records (or of parsed JSON), the values of a dict of
-            columns, the rows of a DataFrame (``iloc``); a frame read from a file or by SQL as records.
+            in (:meth:`~airflow_integrity.validation.rows.TableRows.hand_on`): the original record objects of a
+            list of records, the values of a dict of columns, the rows of a DataFrame (``iloc``), JSON text of
+            the selected records' own text, a CSV file's cell text, an SQL driver's values.
         quarantine: Account of the quarantine split and where the bad rows went (quarantine only).
     """
 
@@ -362,28 +364,12 @@ def quarantine_target(location: Any, file_format: str | None, stem: str) -> Any:
 
 
 def quarantined_bytes(rows: TableRows, split: QuarantineSplit, file_format: str) -> bytes:
-    """The bad rows of ``split`` as they came in, each with its reasons, as ``csv``, ``jsonl`` or ``parquet``."""
+    """The bad rows of ``split`` as they came in, each with its reasons, as ``csv``, ``jsonl`` or ``parquet``
+    (see :meth:`~airflow_integrity.validation.rows.TableRows.to_file`)."""
     from airflow_integrity.validation.quarantine import REASONS_COLUMN
-    from airflow_integrity.validation.rows import object_frame, records_csv, records_jsonl
 
-    records = [
-        {**record, REASONS_COLUMN: split.reason_of(position)}
-        for record, position in zip(rows.records(split.bad_positions), split.bad_positions, strict=True)
-    ]
-    if file_format == "csv":
-        return records_csv(records)
-    if file_format == "jsonl":
-        return records_jsonl(records)
-    frame = split.bad if rows.kind == "frame" else object_frame(records)
-    buffer = io.BytesIO()
-    try:
-        frame.to_parquet(buffer, index=False)
-    except ImportError as exc:
-        raise ValueError(
-            f"Writing quarantined rows as Parquet needs pyarrow on the workers ({exc}); install it or use "
-            "quarantine_format='csv'."
-        ) from None
-    return buffer.getvalue()
+    reasons = [split.reason_of(position) for position in split.bad_positions]
+    return rows.to_file(split.bad_positions, file_format, REASONS_COLUMN, reasons)
 
 
 def write_new_file(target: Any, payload: bytes) -> None:

@@ -174,9 +174,11 @@ class ValidateDataOperator(BaseOperator):
     ``fingerprint`` and the ``result_id`` of the stored full result. With ``on_failure="quarantine"`` it also
     holds ``"quarantine"`` (counts and file) and ``"data"``: the good rows, which is what downstream tasks
     should consume (``validate.output["data"]``). ``return_data=True`` adds ``"data"`` (all rows) under the
-    other policies. ``"data"`` is what came in, unchanged, selected by position: the original records of a
-    list of records (or of parsed JSON), the rows of a DataFrame, the values of a dict of columns; rows read
-    from a file, a table or an endpoint as a list of records.
+    other policies. ``"data"`` is what came in, unchanged, selected by position (never rebuilt from the frame
+    GX checks): the original records of a list of records, the rows of a DataFrame, the values of a dict of
+    columns; JSON text of the same form holding each selected record's own text for JSON text, JSON / JSON-lines
+    files and endpoints; one record of cell text per row for a CSV file; the driver's values for SQL; the
+    stored values for Parquet.
 
     Args:
         suite: Suite reference: a GX ``ExpectationSuite``, a list of expectations (GX objects or dicts), a
@@ -211,7 +213,8 @@ class ValidateDataOperator(BaseOperator):
         max_unexpected_fraction: With ``quarantine``, the task fails when more than this fraction of the rows
             is bad (default 0.1).
         quarantine_warnings: Also quarantine rows rejected only by ``warning`` expectations.
-        return_data: Also return the validated rows under ``fail`` / ``warn``.
+        return_data: Also return the validated rows under ``fail`` / ``warn`` (an SQL source is then fetched
+            rather than only checked in the database).
         allow_empty: Accept data without rows.
         samples: What the summary (XCom) shows of failing values: ``values`` (a few, clipped), ``hashed``
             (HMAC-SHA256 fingerprints keyed with the store's secret salt; for personal data) or ``none``.
@@ -357,6 +360,7 @@ class ValidateDataOperator(BaseOperator):
                 label=f"data given to task {self.task_id!r}",
                 on_failure=self.on_failure,
                 collect_unexpected_rows=self.on_failure == "quarantine",
+                keep_rows=self.return_data,  # an SQL source is then fetched, not only checked in the database
                 business_key=self.business_key,
                 expectation_parameters=self.expectation_parameters,
                 context_dir=self.context_dir,

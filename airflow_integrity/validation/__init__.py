@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from airflow_integrity.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from airflow_integrity.validation.data import frame_from_path, frame_from_value, records_from_json_body
+    from airflow_integrity.validation.data import frame_from_path, frame_from_value
     from airflow_integrity.validation.errors import (
         DataError,
         EmptyDataError,
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         UnsupportedFormatError,
     )
     from airflow_integrity.validation.fingerprint import frame_fingerprint
+    from airflow_integrity.validation.http_body import records_from_json_body
     from airflow_integrity.validation.quarantine import QuarantineSplit, split_rows
     from airflow_integrity.validation.run import ValidationOutcome, validate
     from airflow_integrity.validation.sql import SqlSource
@@ -51,7 +52,7 @@ _MODULES = {
     "frame_fingerprint": "fingerprint",
     "frame_from_path": "data",
     "frame_from_value": "data",
-    "records_from_json_body": "data",
+    "records_from_json_body": "http_body",
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _MODULES)

@@ -1,14 +1,21 @@
 """Turn what tasks hand each other into a pandas DataFrame, with errors that say what the data is instead.
 
-Sources: an upstream task's return value (a DataFrame, a list of records, a dict of columns, JSON text), a
-file or object-store path (CSV, Parquet, JSON, JSON lines), and the parsed JSON body of an HTTP endpoint
-(:func:`records_from_json_body`). SQL sources live in :mod:`airflow_integrity.validation.sql`. pandas is
-imported only when a function here runs.
+Sources: an upstream task's return value (a DataFrame, a list of records, a dict of columns, JSON text), and a
+file or object-store path (CSV, Parquet, JSON, JSON lines). The JSON body of an HTTP endpoint is found by
+:mod:`airflow_integrity.validation.http_body`, SQL sources live in :mod:`airflow_integrity.validation.sql`.
+pandas is imported only when a function here runs.
+
+Each source gives two things: the typed DataFrame that Great Expectations checks, and the rows as they came in
+(:class:`~airflow_integrity.validation.rows.TableRows`), which is what is handed on and quarantined, selected
+by position. A file is read once, and both come from the same bytes: a CSV file's rows are each cell's text
+(the bytes parsed a second time, as text), a JSON file's rows the text of each record, a Parquet file's the
+values as stored. Nothing handed on goes through the frame.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -16,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_integrity.validation.errors import DataError, UnsupportedFormatError
+from airflow_integrity.validation.json_text import JsonTable, lines_table, parse_table
+from airflow_integrity.validation.json_text import decode as decode_json
 from airflow_integrity.validation.rows import TableRows
 
 if TYPE_CHECKING:
@@ -107,24 +116,22 @@ def _frame_from_columns(columns: Mapping[Any, Any], *, label: str) -> pd.DataFra
     return pd.DataFrame(dict(columns))
 
 
-def _parse_json_text(text: str | bytes, *, label: str) -> Any:
+def _parse_json(text: str | bytes, *, label: str) -> tuple[Any, JsonTable | None]:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as first_error:
-        lines = [
-            line for line in (text.decode() if isinstance(text, bytes) else text).splitlines() if line.strip()
-        ]
-        if len(lines) > 1:
-            try:
-                return [json.loads(line) for line in lines]
-            except json.JSONDecodeError:
-                pass
+        return parse_table(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError):
+            raise DataError(f"{label} is bytes but not JSON text ({error}).") from None
         head = (text[:40].decode(errors="replace") if isinstance(text, bytes) else text[:40]).strip()
         raise DataError(
-            f"{label} is text but not JSON ({first_error.msg} at line {first_error.lineno}, column "
-            f"{first_error.colno}; starts with {head!r}). Pass JSON text, records, a DataFrame, or a "
+            f"{label} is text but not JSON ({error.msg} at line {error.lineno}, column "
+            f"{error.colno}; starts with {head!r}). Pass JSON text, records, a DataFrame, or a "
             "pathlib.Path / ObjectStoragePath to read a file."
         ) from None
+
+
+def _parse_json_text(text: str | bytes, *, label: str) -> Any:
+    return _parse_json(text, label=label)[0]
 
 
 def frame_from_value(value: Any, *, label: str = "data") -> pd.DataFrame:
@@ -142,7 +149,8 @@ def frame_from_value(value: Any, *, label: str = "data") -> pd.DataFrame:
 
 
 def table_from_value(value: Any, *, label: str = "data") -> tuple[pd.DataFrame, TableRows]:
-    """Like :func:`frame_from_value`, and the rows as they came in (JSON text parsed), to hand on by position.
+    """Like :func:`frame_from_value`, and the rows as they came in, to hand on by position: the records,
+    columns or frame given, or for JSON text the text of each record (the frame holds the parsed values).
 
     Raises:
         DataError: When the value is not a table, naming what it is instead.
@@ -155,8 +163,12 @@ def table_from_value(value: Any, *, label: str = "data") -> tuple[pd.DataFrame, 
         frame = value.to_frame()
         return check_frame(frame, label=label), TableRows(frame, "frame")
     if isinstance(value, (str, bytes, bytearray)):
-        value = _parse_json_text(bytes(value) if isinstance(value, bytearray) else value, label=label)
+        original = bytes(value) if isinstance(value, bytearray) else value
+        value, table = _parse_json(original, label=label)
         label = f"{label} (JSON)"
+        if table is not None:
+            build = _frame_from_records if table.form != "columns" else _frame_from_columns
+            return check_frame(build(value, label=label), label=label), TableRows(table, "json", original=original)
         if not isinstance(value, (list, dict)):
             raise DataError(
                 f"{label} holds {_describe(value)}, not a table (a list of records or an object of columns)."
@@ -201,20 +213,121 @@ def _require_parquet_engine(name: str) -> None:
         )
 
 
-def _read(handle: Any, fmt: str, compression: str | None, options: Mapping[str, Any], label: str) -> pd.DataFrame:
+def _read(raw: bytes, fmt: str, compression: str | None, options: Mapping[str, Any], label: str) -> pd.DataFrame:
     import pandas as pd
 
     if fmt in ("csv", "tsv"):
         kwargs = {"sep": "\t"} if fmt == "tsv" else {}
-        return pd.read_csv(handle, compression=compression, **{**kwargs, **options})
+        return pd.read_csv(io.BytesIO(raw), compression=compression, **{**kwargs, **options})
     if fmt == "parquet":
-        return pd.read_parquet(handle, **options)
+        return pd.read_parquet(io.BytesIO(raw), **options)
     if fmt == "jsonl":
-        return pd.read_json(handle, lines=True, compression=compression, **options)
-    if compression:
-        return frame_from_value(pd.read_json(handle, compression=compression, **options), label=label)
-    raw = handle.read() if hasattr(handle, "read") else Path(handle).read_bytes()
-    return frame_from_value(raw, label=label)
+        return pd.read_json(io.BytesIO(raw), lines=True, compression=compression, **options)
+    return frame_from_value(pd.read_json(io.BytesIO(raw), compression=compression, **options), label=label)
+
+
+# Reader options that type or convert cells: left out when a CSV file is read again as text.
+_TYPING_OPTIONS = frozenset(
+    {"dtype", "converters", "true_values", "false_values", "na_values", "keep_default_na", "na_filter"}
+    | {"parse_dates", "date_format", "date_parser", "dayfirst", "cache_dates", "thousands", "decimal"}
+    | {"dtype_backend", "index_col"}
+)
+
+
+def _csv_text_rows(raw: bytes, fmt: str, compression: str | None, options: Mapping[str, Any]) -> list[Any]:
+    """The rows of a CSV file with each cell's text as the file has it (``""`` for an empty cell)."""
+    import pandas as pd
+
+    kwargs: dict[str, Any] = {"sep": "\t"} if fmt == "tsv" else {}
+    kwargs.update({k: v for k, v in options.items() if k not in _TYPING_OPTIONS})
+    text = pd.read_csv(
+        io.BytesIO(raw), compression=compression, dtype=str, keep_default_na=False, na_filter=False, **kwargs
+    )
+    return [
+        {str(k): v if isinstance(v, str) else None for k, v in row.items()}
+        for row in text.to_dict(orient="records")
+    ]
+
+
+def _decompress(raw: bytes, compression: str | None) -> bytes:
+    if compression is None:
+        return raw
+    if compression == "gzip":
+        import gzip
+
+        return gzip.decompress(raw)
+    if compression == "bz2":
+        import bz2
+
+        return bz2.decompress(raw)
+    if compression == "xz":
+        import lzma
+
+        return lzma.decompress(raw)
+    if compression == "zip":
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                raise ValueError(f"a ZIP file must hold exactly one data file, not {len(names)}")
+            return archive.read(names[0])
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+
+
+def _json_text(raw: bytes, compression: str | None, options: Mapping[str, Any]) -> str:
+    data = _decompress(raw, compression)
+    encoding = options.get("encoding")
+    return data.decode(encoding) if encoding else decode_json(data)
+
+
+def _parquet_values(raw: bytes, options: Mapping[str, Any]) -> list[Any]:
+    """The rows of a Parquet file as pyarrow gives its stored values (pandas' index columns left out)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(raw), columns=options.get("columns"), filters=options.get("filters"))
+    hidden = {c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+    if hidden:
+        table = table.select([name for name in table.column_names if name not in hidden])
+    rows = table.to_pylist()
+    for row in rows:  # pyarrow gives nanosecond timestamps as pandas Timestamps; XCom takes datetimes
+        for key, value in row.items():
+            if isinstance(value, pd.Timestamp) and value.nanosecond == 0:
+                row[key] = value.to_pydatetime()
+    return rows
+
+
+def _rows_of_file(
+    raw: bytes, fmt: str, compression: str | None, options: Mapping[str, Any], frame: pd.DataFrame, label: str
+) -> TableRows:
+    """The rows of a file as it holds them, read when first asked for; the frame's rows by position."""
+
+    def aligned(rows: Any) -> Any:
+        if len(rows) != len(frame):
+            raise DataError(
+                f"{label}: read as it is, the file has {len(rows)} rows, but {len(frame)} were validated; the "
+                f"rows cannot be handed on as the file holds them. Check read_options {dict(options)}."
+            )
+        return rows
+
+    if fmt in ("csv", "tsv"):
+        return TableRows(kind="records", load=lambda: aligned(_csv_text_rows(raw, fmt, compression, options)))
+    if fmt == "parquet":
+        if importlib.util.find_spec("pyarrow") is None:  # fastparquet: the frame is all there is
+            return TableRows(frame, "frame", read=True)
+        return TableRows(kind="records", load=lambda: aligned(_parquet_values(raw, options)))
+    if fmt == "jsonl":
+        limit = options.get("nrows")
+        return TableRows(
+            kind="json", load=lambda: aligned(lines_table(_json_text(raw, compression, options), limit=limit))
+        )
+    _, table = parse_table(_json_text(raw, compression, options))
+    if table is None:  # JSON pandas reads by read_options (e.g. orient="index"): the frame is all there is
+        return TableRows(frame, "frame", read=True)
+    return TableRows(aligned(table), "json")
 
 
 def frame_from_path(
@@ -235,6 +348,26 @@ def frame_from_path(
         DataError: The file does not exist or cannot be parsed. UnsupportedFormatError: unknown format, or
             Parquet without pyarrow.
     """
+    return table_from_path(path, file_format=file_format, read_options=read_options)[0]
+
+
+def table_from_path(
+    path: Any,
+    *,
+    file_format: str | None = None,
+    read_options: Mapping[str, Any] | None = None,
+) -> tuple[pd.DataFrame, TableRows]:
+    """Like :func:`frame_from_path`, and the rows as the file holds them, to hand on by position.
+
+    The file is read once; the frame that is validated and the rows that are handed on both come from those
+    bytes. The rows: for CSV / TSV each cell's text (the file read a second time, as text, with the same
+    ``read_options`` less those that type cells); for JSON and JSON lines the text of each record; for
+    Parquet the values as stored (pyarrow).
+
+    Raises:
+        DataError: The file does not exist or cannot be parsed. UnsupportedFormatError: unknown format, or
+            Parquet without pyarrow.
+    """
     options = dict(read_options or {})
     name = str(path) if isinstance(path, (str, os.PathLike)) else str(getattr(path, "name", path))
     label = f"file {str(path)!r}"
@@ -248,84 +381,17 @@ def frame_from_path(
                 raise DataError(
                     f"{label} does not exist (or is not a file); check the path and the upstream task."
                 )
-            return check_frame(_read(str(target), fmt, compression, options, label), label=label)
-        if hasattr(path, "exists") and not path.exists():
-            raise DataError(f"{label} does not exist in object storage; check the path and the upstream task.")
-        with path.open("rb") as handle:
-            return check_frame(_read(handle, fmt, compression, options, label), label=label)
+            raw = target.read_bytes()
+        else:
+            if hasattr(path, "exists") and not path.exists():
+                raise DataError(f"{label} does not exist in object storage; check the path and the upstream task.")
+            with path.open("rb") as handle:
+                raw = handle.read()
+        if fmt == "json" and compression is None:
+            return table_from_value(decode_json(raw), label=label)
+        frame = check_frame(_read(raw, fmt, compression, options, label), label=label)
+        return frame, _rows_of_file(raw, fmt, compression, options, frame, label)
     except DataError:
         raise
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise DataError(f"{label} cannot be read as {fmt}: {type(exc).__name__}: {exc}") from None
-
-
-def records_from_json_body(body: Any, *, records_path: str | None = None) -> Any:
-    """Find the table in the parsed JSON body of an HTTP response.
-
-    Args:
-        body: The parsed body (or its text). A list is taken as the records; an object of equal-length lists
-            as columns; otherwise the one member that holds a list of objects (e.g. ``{"data": [...]}``).
-        records_path: Dotted path to the records when the body holds several lists, e.g. ``"result.items"``
-            (list positions as integers: ``"pages.0.rows"``).
-
-    Returns:
-        A list of records or a dict of columns, ready for :func:`frame_from_value`.
-
-    Raises:
-        DataError: The path does not exist, or no (or more than one) list of records is found.
-    """
-    if isinstance(body, (str, bytes, bytearray)):
-        body = _parse_json_text(bytes(body) if isinstance(body, bytearray) else body, label="HTTP response body")
-    if records_path:
-        node: Any = body
-        walked: list[str] = []
-        for part in records_path.split("."):
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
-                node = node[int(part)]
-            else:
-                here = ".".join(walked) or "<body>"
-                keys = (
-                    sorted(node)[:20]
-                    if isinstance(node, Mapping)
-                    else f"a list of {len(node)}"
-                    if isinstance(node, list)
-                    else _describe(node)
-                )
-                raise DataError(
-                    f"records_path {records_path!r}: {here} has no {part!r} (it has {keys}). Fix records_path."
-                )
-            walked.append(part)
-        return node
-    if isinstance(body, list):
-        return body
-    if not isinstance(body, Mapping):
-        raise DataError(f"HTTP response body is {_describe(body)}, not a table of records.")
-    values = list(body.values())
-    flat = all(isinstance(v, list) and not any(isinstance(x, (dict, list)) for x in v) for v in values)
-    if values and flat and len({len(v) for v in values}) == 1:
-        return dict(body)
-    candidates = _record_lists(body, prefix="", depth=2)
-    if len(candidates) == 1:
-        return candidates[0][1]
-    if not candidates:
-        raise DataError(
-            f"HTTP response body has no list of records (top-level keys: {sorted(body)[:20]}). "
-            "Pass records_path= naming where the rows are."
-        )
-    raise DataError(
-        f"HTTP response body holds several lists of records ({', '.join(p for p, _ in candidates[:10])}); "
-        "pass records_path= to choose one."
-    )
-
-
-def _record_lists(node: Mapping[str, Any], *, prefix: str, depth: int) -> list[tuple[str, list[Any]]]:
-    found: list[tuple[str, list[Any]]] = []
-    for key, value in node.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            found.append((path, value))
-        elif isinstance(value, Mapping) and depth > 1:
-            found.extend(_record_lists(value, prefix=f"{path}.", depth=depth - 1))
-    return found

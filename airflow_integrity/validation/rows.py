@@ -1,15 +1,24 @@
 """The rows as they came in, kept beside the DataFrame that Great Expectations checks.
 
 GX needs a DataFrame, but what a validation hands on (the good rows of a quarantine split, ``return_data``)
-and what it quarantines must be what the upstream task handed over, not a DataFrame round trip of it: pandas
-turns an integer column with a null into floats (``9007199254740993`` becomes ``9007199254740992.0``), and a
-JSON round trip rounds floats and truncates datetimes. :class:`TableRows` keeps the original value and selects
-rows of it by position (GX reports rejected rows by position in the frame, which are the positions in the
-original): a list of records gives back the very record objects, a dict of columns the values of its lists,
-a DataFrame its own rows (``iloc``, index and dtypes kept).
+and what it quarantines must be what the upstream task or the source handed over, not a DataFrame round trip
+of it: pandas turns an integer column with a null into floats (``9007199254740993`` becomes
+``9007199254740992.0``, ``19`` becomes ``19.0``), and floats lose digits. :class:`TableRows` keeps the original
+and selects rows of it by position (GX reports rejected rows by position in the frame, which are the
+positions in the original):
 
-A frame the package read itself (a file, an SQL query) has no other original; it is handed on as records of
-Python values (``None`` for nulls, ``datetime`` for timestamps), with every digit of its numbers.
+- a list of records gives back the very record objects, a dict of columns the values of its lists, a
+  DataFrame its own rows (``iloc``, index and dtypes kept);
+- JSON text (handed over, or a JSON / JSON-lines file, or an HTTP body) gives back JSON text of the same form
+  holding the selected records' own text (:mod:`~airflow_integrity.validation.json_text`): no number is ever
+  parsed into a float or a ``Decimal``, which Airflow's XCom would turn into a float;
+- a CSV file gives back one record per row holding each cell's text exactly as the file has it (``""`` for an
+  empty cell), read a second time, as text, from the same bytes;
+- an SQL query gives back the driver's values (``int``, ``Decimal``, ``datetime``, ...), fetched once;
+- a Parquet file gives back the values as stored (read with pyarrow); only a frame the package read by other
+  means (Parquet through fastparquet) is handed on as records of the frame's Python values.
+
+A quarantine file holds the same: the rejected rows as they came in, plus the reasons (:meth:`TableRows.to_file`).
 """
 
 from __future__ import annotations
@@ -20,44 +29,75 @@ import decimal
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
 
-RowsKind = Literal["records", "columns", "frame"]
+    from airflow_integrity.validation.json_text import JsonTable
+
+RowsKind = Literal["records", "columns", "frame", "json"]
 
 
-@dataclass(frozen=True)
 class TableRows:
     """A table as it was given, and row selection by position.
 
     Args:
-        value: A sequence of records (mappings), a mapping of columns (name -> sequence of values), or a
-            pandas DataFrame. JSON text is kept parsed: its records are the values ``json.loads`` gives.
-        kind: ``records``, ``columns`` or ``frame``.
-        read: Whether the package read the frame itself (file, SQL): then rows are handed on as records.
+        value: A sequence of records (mappings), a mapping of columns (name -> sequence of values), a pandas
+            DataFrame, or a :class:`~airflow_integrity.validation.json_text.JsonTable`.
+        kind: ``records``, ``columns``, ``frame`` or ``json``.
+        read: Whether the package read the frame itself by a means that keeps no other original (Parquet
+            through fastparquet): then rows are handed on as records of the frame's Python values.
+        load: Builds ``value`` when rows are first asked for (a file's cell text is parsed only when rows are
+            handed on or quarantined).
+        original: What is handed on when all rows are: the JSON text (``str`` or ``bytes``) as it came in.
     """
 
-    value: Any
-    kind: RowsKind
-    read: bool = False
+    def __init__(
+        self,
+        value: Any = None,
+        kind: RowsKind = "records",
+        *,
+        read: bool = False,
+        load: Callable[[], Any] | None = None,
+        original: Any = None,
+    ) -> None:
+        self._value = value
+        self._load = load
+        self.kind: RowsKind = kind
+        self.read = read
+        self.original = original
+
+    def __repr__(self) -> str:
+        return f"TableRows(kind={self.kind!r}, read={self.read}, loaded={self._load is None})"
+
+    @property
+    def value(self) -> Any:
+        """The rows as they came in (built on first use when a loader was given)."""
+        if self._load is not None:
+            self._value, self._load = self._load(), None
+        return self._value
 
     def select(self, positions: Sequence[int] | None = None) -> Any:
         """The rows at ``positions`` (all rows when ``None``) in the form they came in.
 
         Records come back as a list of the original record objects, columns as a dict of lists of the original
-        values, a frame as ``frame.iloc[positions]`` (the original index and dtypes).
+        values, a frame as ``frame.iloc[positions]`` (the original index and dtypes), JSON as JSON text of the
+        same form holding the selected records' own text (all rows: the text itself).
         """
         if positions is None:
-            return self.value
+            if self.original is not None:
+                return self.original
+            return self.value.text if self.kind == "json" else self.value
+        value = self.value
         if self.kind == "records":
-            return [self.value[int(p)] for p in positions]
+            return [value[int(p)] for p in positions]
         if self.kind == "columns":
-            return {name: _pick(values, positions) for name, values in self.value.items()}
-        return self.value.iloc[list(positions)]
+            return {name: _pick(values, positions) for name, values in value.items()}
+        if self.kind == "json":
+            return value.select(positions)
+        return value.iloc[list(positions)]
 
     def hand_on(self, positions: Sequence[int] | None = None) -> Any:
         """What flows downstream: :meth:`select`, except a frame the package read, which becomes records."""
@@ -74,17 +114,62 @@ class TableRows:
             positions: Row positions (all rows when ``None``).
             timestamps: ``keep`` pandas timestamps (nanoseconds) or turn them into ``datetime``.
         """
+        value = self.value
         if self.kind == "records":
-            rows = self.value if positions is None else self.select(positions)
+            rows = value if positions is None else [value[int(p)] for p in positions]
             return list(rows)
+        if self.kind == "json":
+            table: JsonTable = value
+            return [table.values(p) for p in (range(len(table)) if positions is None else positions)]
         if self.kind == "columns":
-            count = len(next(iter(self.value.values()), ()))
+            count = len(next(iter(value.values()), ()))
             chosen = range(count) if positions is None else [int(p) for p in positions]
-            return [{name: _at(values, p) for name, values in self.value.items()} for p in chosen]
-        frame = self.value if positions is None else self.select(positions)
-        return [
-            {str(k): _native(v, timestamps) for k, v in row.items()} for row in frame.to_dict(orient="records")
-        ]
+            return [{name: _at(values, p) for name, values in value.items()} for p in chosen]
+        frame = value if positions is None else value.iloc[list(positions)]
+        return [{str(k): native(v, timestamps) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+    def to_file(self, positions: Sequence[int], file_format: str, column: str, extra: Sequence[str]) -> bytes:
+        """The rows at ``positions`` as a ``csv``, ``jsonl`` or ``parquet`` file, each with one more column.
+
+        The cells are the rows as they came in: a CSV file's cell text, the digits and text of JSON records
+        (a JSON-lines file holds each record's own text, the column appended), an SQL driver's values.
+
+        Args:
+            positions: Row positions.
+            file_format: ``csv``, ``jsonl`` or ``parquet``.
+            column: The name of the added column (the reasons of a quarantine).
+            extra: Its value for each row.
+
+        Raises:
+            ValueError: Parquet without pyarrow.
+        """
+        chosen = [int(p) for p in positions]
+        if self.kind == "json":
+            table: JsonTable = self.value
+            if file_format == "csv":
+                return records_csv([{**table.cells(p), column: e} for p, e in zip(chosen, extra, strict=True)])
+            if file_format == "jsonl":
+                lines = (table.record_text(p, {column: e}) + "\n" for p, e in zip(chosen, extra, strict=True))
+                return "".join(lines).encode()
+        records = [{**record, column: e} for record, e in zip(self.records(chosen), extra, strict=True)]
+        if file_format == "csv":
+            return records_csv(records)
+        if file_format == "jsonl":
+            return records_jsonl(records)
+        if self.kind == "frame":
+            frame = self.value.iloc[chosen].copy()
+            frame[column] = list(extra)
+        else:
+            frame = object_frame(records)
+        buffer = io.BytesIO()
+        try:
+            frame.to_parquet(buffer, index=False)
+        except ImportError as exc:
+            raise ValueError(
+                f"Writing quarantined rows as Parquet needs pyarrow on the workers ({exc}); install it or use "
+                "quarantine_format='csv'."
+            ) from None
+        return buffer.getvalue()
 
 
 def _pick(values: Any, positions: Sequence[int]) -> Any:
@@ -97,8 +182,9 @@ def _at(values: Any, position: int) -> Any:
     return values.iloc[position] if hasattr(values, "iloc") else values[position]
 
 
-def _native(value: Any, timestamps: str) -> Any:
-    """A cell of a frame as a Python value: ``None`` for every kind of null, ``datetime`` if asked."""
+def native(value: Any, timestamps: str) -> Any:
+    """A cell of a frame as a Python value: ``None`` for every kind of null, ``datetime`` if asked (a pandas
+    timestamp's nanoseconds are dropped then)."""
     import pandas as pd
 
     if value is None or value is pd.NaT or value is pd.NA:
@@ -108,7 +194,7 @@ def _native(value: Any, timestamps: str) -> Any:
     if isinstance(value, pd.Timestamp) and timestamps == "datetime":
         return value.to_pydatetime(warn=False)
     if hasattr(value, "item") and type(value).__module__ == "numpy":
-        return _native(value.item(), timestamps)
+        return native(value.item(), timestamps)
     return value
 
 

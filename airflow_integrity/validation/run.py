@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_integrity.validation.data import frame_from_path, is_path_like, table_from_value
+from airflow_integrity.validation.data import is_path_like, table_from_path, table_from_value
 from airflow_integrity.validation.errors import EmptyDataError, MissingColumnError
 from airflow_integrity.validation.rows import TableRows
 from airflow_integrity.validation.sql import SqlSource
@@ -36,8 +36,10 @@ class ValidationOutcome:
         frame: The DataFrame that was validated (``None`` when an SQL query was validated in the database).
         unexpected_rows: Per expectation index, the row positions each row-level expectation rejected; only
             when ``collect_unexpected_rows=True``.
-        rows: The rows as they came in (the records, columns or frame given; a frame read from a file or by
-            SQL), from which rows are handed on by position; ``None`` when SQL was validated in the database.
+        rows: The rows as they came in, from which rows are handed on by position (see
+            :mod:`airflow_integrity.validation.rows`): the records, columns or frame given, the text of JSON
+            records, a CSV file's cell text, an SQL driver's values; ``None`` when SQL was validated in the
+            database.
     """
 
     summary: dict[str, Any]
@@ -87,8 +89,7 @@ def _to_table(
     data: Any, *, label: str, file_format: str | None, read_options: Mapping[str, Any] | None
 ) -> tuple[pd.DataFrame, TableRows]:
     if is_path_like(data):
-        frame = frame_from_path(data, file_format=file_format, read_options=read_options)
-        return frame, TableRows(frame, "frame", read=True)
+        return table_from_path(data, file_format=file_format, read_options=read_options)
     return table_from_value(data, label=label)
 
 
@@ -133,6 +134,7 @@ def validate(
     allow_empty: bool = False,
     on_missing_column: Literal["raise", "fail"] = "raise",
     collect_unexpected_rows: bool = False,
+    keep_rows: bool = False,
     sample_size: int = 5,
     samples: SampleMode = "values",
     sample_key: bytes | None = None,
@@ -148,7 +150,7 @@ def validate(
         data: A DataFrame, list of records, dict of columns or JSON text (an upstream task's return value); a
             ``pathlib.Path`` / ``ObjectStoragePath`` to a CSV, Parquet, JSON or JSON-lines file; or an
             :class:`~airflow_integrity.validation.sql.SqlSource`, validated in the database unless rows are
-            needed (``collect_unexpected_rows``).
+            needed (``collect_unexpected_rows``, ``keep_rows``).
         suite: Any suite reference accepted by :func:`~airflow_integrity.validation.suites.load_suite`.
         result_format: GX result format for the run (``SUMMARY`` by default).
         context_dir: GX project root, for suites given by name.
@@ -158,6 +160,8 @@ def validate(
         on_missing_column: ``raise`` a :class:`MissingColumnError` before running when an expectation names a
             column the data lacks, or let GX ``fail`` that expectation.
         collect_unexpected_rows: Keep the positions of rejected rows (runs GX with ``COMPLETE``) for quarantine.
+        keep_rows: Fetch the rows of an SQL source (and validate them in Python) so that they can be handed on
+            (``return_data``); implied by ``collect_unexpected_rows``.
         sample_size: Sample unexpected values per failed expectation in the summary.
         samples: ``values``, ``hashed`` (for sensitive data: keyed fingerprints) or ``none``; see
             :mod:`airflow_integrity.validation.summary` for what each puts into the summary.
@@ -179,12 +183,13 @@ def validate(
     collect = collect_unexpected_rows
     pending: PendingFingerprint | None = None
     rows: TableRows | None = None
-    if isinstance(data, SqlSource) and not collect:
+    if isinstance(data, SqlSource) and not (collect or keep_rows):
         frame, data_info = None, _prepare_query(data, loaded, allow_empty=allow_empty, check=on_missing_column)
     else:
         if isinstance(data, SqlSource):
-            label, frame = data.label(), data.read_frame()
-            rows = TableRows(frame, "frame", read=True)
+            label = data.label()
+            frame, records = data.read_table()
+            rows = TableRows(records, "records")
         else:
             if is_path_like(data) and label == "data":
                 label = f"file {str(data)!r}"

@@ -2,8 +2,11 @@
 
 By default the expectations are evaluated by the database through GX's SQL datasource: GX translates each
 expectation into SQL, so no rows travel to the worker (faster than ``pandas.read_sql`` plus validation in
-pandas; bench/validation_overhead.py measures both). Rows are fetched with ``pandas.read_sql`` only when they
-are needed in Python: to split good from bad rows (quarantine), which also fingerprints their content.
+pandas; bench/validation_overhead.py measures both). Rows are fetched only when they are needed in Python: to
+split good from bad rows (quarantine) or to hand them on (``return_data``), which also fingerprints their
+content. They are fetched once: the driver's values (``int``, ``Decimal``, ``datetime``, ...) are what is
+handed on and quarantined, and a frame built from them as ``pandas.read_sql`` builds it (an integer column
+with a null becomes floats there) is what Great Expectations checks.
 """
 
 from __future__ import annotations
@@ -123,7 +126,16 @@ class SqlSource:
         return columns, has_rows
 
     def read_frame(self) -> pd.DataFrame:
-        """Fetch all rows into a DataFrame with ``pandas.read_sql``."""
+        """Fetch all rows into a DataFrame, as ``pandas.read_sql`` does."""
+        return self.read_table()[0]
+
+    def read_table(self) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        """Fetch all rows once: a DataFrame for validation, and one record of the driver's values per row.
+
+        Raises:
+            DataError: The query fails, or its result has the same column name twice (a record could not hold
+                both: give them distinct names with ``AS``).
+        """
         import pandas as pd
         import sqlalchemy as sa
 
@@ -132,4 +144,17 @@ class SqlSource:
             if self.query is not None
             else sa.select(sa.text("*")).select_from(self._selectable())
         )
-        return self._run(lambda conn: pd.read_sql(statement, conn))
+
+        def fetch(conn: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+            result = conn.execute(statement)
+            return [str(k) for k in result.keys()], [tuple(row) for row in result.fetchall()]  # noqa: SIM118
+
+        columns, rows = self._run(fetch)
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise DataError(
+                f"{self.label()} returns the column name(s) {repeated} more than once; give each column its own "
+                "name (SELECT a.id AS claim_id, b.id AS patient_id ...)."
+            )
+        frame = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+        return frame, [dict(zip(columns, row, strict=True)) for row in rows]

@@ -1,4 +1,5 @@
-"""What a validation hands on is what came in: the original records (or frame rows), selected by position.
+"""What a validation hands on is what came in: the original records (or frame rows, or JSON text), selected by
+position (sources the package reads itself: test_validation_handoff_sources.py).
 
 No DataFrame round trip between the upstream task and the downstream one: a big integer next to a null stays
 an integer, floats keep every digit, datetimes keep microseconds and time zone, nested values stay nested;
@@ -78,11 +79,11 @@ def test_records_flow_on_as_the_original_objects(store_conn_env: str, tmp_path) 
     assert REASONS_COLUMN not in EXACT[1]  # the caller's record is not touched
 
 
-def test_json_text_flows_on_as_its_parsed_values(store_conn_env: str, tmp_path) -> None:
-    text = json.dumps([_jsonable(r) for r in EXACT])
-    handoff = _quarantine(IntegrityCheckHook(), text, tmp_path / "q")
-    assert handoff.good == [json.loads(text)[0], json.loads(text)[2]]
-    assert handoff.good[0]["id"] == BIG and handoff.good[0]["score"] == 0.12345678901234567
+def test_json_text_flows_on_as_the_text_of_its_records(store_conn_env: str, tmp_path) -> None:
+    records = [json.dumps(_jsonable(r)) for r in EXACT]
+    handoff = _quarantine(IntegrityCheckHook(), "[" + ", ".join(records) + "]", tmp_path / "q")
+    assert handoff.good == f"[{records[0]},{records[2]}]"  # no number parsed: every digit as it came
+    assert json.loads(handoff.good)[0]["id"] == BIG and json.loads(handoff.good)[0]["score"] == 0.12345678901234567
 
 
 def test_the_quarantine_csv_holds_the_original_values(store_conn_env: str, tmp_path) -> None:

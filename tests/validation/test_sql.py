@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -129,3 +130,40 @@ def test_a_source_needs_exactly_one_of_query_and_table():
         SqlSource("sqlite://")
     with pytest.raises(DataError, match="is not an SQLAlchemy URL"):
         SqlSource("not a url", table="t").describe()
+
+
+def test_fetched_rows_are_handed_on_as_the_drivers_values(database_url: str):
+    engine = sa.create_engine(database_url)
+    amount = "NUMERIC(20, 2)" if engine.dialect.name == "postgresql" else "TEXT"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE claims (id BIGINT, name TEXT, amount {amount})"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO claims VALUES (9007199254740993, 'a', '12345678901234567.89'), (NULL, NULL, '0.10')"
+            )
+        )
+    engine.dispose()
+    outcome = validate(
+        SqlSource(database_url, query="SELECT * FROM claims ORDER BY name"),
+        [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "name"}}],
+        collect_unexpected_rows=True,
+    )
+    assert outcome.frame is not None and outcome.frame["id"].dtype == "float64"  # what GX checks: pandas' types
+    split = split_rows(outcome)
+    assert outcome.rows is not None
+    [good] = outcome.rows.hand_on(split.good_positions)
+    [bad] = outcome.rows.hand_on(split.bad_positions)
+    expected = Decimal("12345678901234567.89") if engine.dialect.name == "postgresql" else "12345678901234567.89"
+    assert good == {"id": 9007199254740993, "name": "a", "amount": expected}
+    assert type(good["id"]) is int and str(good["amount"]) == "12345678901234567.89"
+    assert bad["id"] is None and str(bad["amount"]) == "0.10"
+    # Only the rows that are needed travel: without quarantine or keep_rows the database checks them.
+    assert validate(SqlSource(database_url, table="claims"), SUITE[:1]).rows is None
+    kept = validate(SqlSource(database_url, table="claims"), SUITE[:1], keep_rows=True)
+    assert kept.rows is not None and kept.rows.hand_on()[0]["id"] == 9007199254740993
+
+
+def test_a_result_with_a_repeated_column_name_is_refused_naming_it(database_url: str):
+    query = "SELECT p.name, q.name FROM patients p JOIN patients q ON p.patient_id = q.patient_id"
+    with pytest.raises(DataError, match=r"returns the column name\(s\) \['name'\] more than once; .* AS "):
+        validate(SqlSource(database_url, query=query), SUITE[:1], collect_unexpected_rows=True)
