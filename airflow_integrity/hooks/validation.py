@@ -319,6 +319,55 @@ def _quarantine(
     return Handoff(run=run, good=rows.hand_on(split.good_positions), quarantine=account)
 
 
+@dataclass(frozen=True)
+class XcomChange:
+    """A value handed on that Airflow's XCom would change: where it is, what it is and what would arrive."""
+
+    row: int
+    column: str
+    value: Any
+    arrives: Any
+
+    def __str__(self) -> str:
+        return (
+            f"row {self.row}, column {self.column!r}: {self.value!r} would reach downstream tasks as "
+            f"{self.arrives!r}"
+        )
+
+
+def xcom_change(rows: Any) -> XcomChange | None:
+    """The first value of ``rows`` that would not reach a downstream task as it is, or ``None``.
+
+    Airflow's XCom serialisation stores a ``Decimal`` with a fraction as a float: one that a float cannot hold
+    (``Decimal('12345678901234567.89')``, from a ``NUMERIC`` column) would arrive as another number. Records and
+    columns are searched (JSON text and a file's cell text hold no ``Decimal``).
+    """
+    if isinstance(rows, Mapping):  # columns
+        for column, values in rows.items():
+            for position, value in enumerate(values if isinstance(values, (list, tuple)) else ()):
+                if (arrives := _through_float(value)) is not None:
+                    return XcomChange(position, str(column), value, arrives)
+    elif isinstance(rows, (list, tuple)):
+        for position, record in enumerate(rows):
+            for column, value in record.items() if isinstance(record, Mapping) else ():
+                if (arrives := _through_float(value)) is not None:
+                    return XcomChange(position, str(column), value, arrives)
+    return None
+
+
+def _through_float(value: Any) -> Any:
+    """What XCom makes of a ``Decimal`` it would change (``None``: it arrives as the same number)."""
+    import decimal
+
+    if not isinstance(value, decimal.Decimal) or not value.is_finite():
+        return None
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= 0:  # XCom keeps it as an int
+        return None
+    arrives = decimal.Decimal(str(float(value)))
+    return None if arrives == value else arrives
+
+
 def _file_stem(run: ValidationRun) -> str:
     from airflow_integrity.identity import task_instance_identity
 

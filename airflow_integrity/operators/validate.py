@@ -178,7 +178,7 @@ class ValidateDataOperator(BaseOperator):
     GX checks): the original records of a list of records, the rows of a DataFrame, the values of a dict of
     columns; JSON text of the same form holding each selected record's own text for JSON text, JSON / JSON-lines
     files and endpoints; one record of cell text per row for a CSV file; the driver's values for SQL; the
-    stored values for Parquet.
+    stored values for Parquet. A ``Decimal`` that Airflow's XCom would turn into another number fails the task.
 
     Args:
         suite: Suite reference: a GX ``ExpectationSuite``, a list of expectations (GX objects or dicts), a
@@ -392,7 +392,23 @@ class ValidateDataOperator(BaseOperator):
             result["data"] = handoff.good
         elif self.return_data and run.outcome.rows is not None:
             result["data"] = run.outcome.rows.hand_on()
+        if "data" in result:
+            self._check_xcom(result["data"])
         return result
+
+    def _check_xcom(self, rows: Any) -> None:
+        """Refuse to hand on a value that Airflow's XCom would change (a ``Decimal`` a float cannot hold)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_integrity.hooks.validation import xcom_change
+
+        changed = xcom_change(rows)
+        if changed is not None:
+            raise AirflowFailException(
+                f"Task {self.task_id!r} cannot hand its rows on unchanged: {changed} (Airflow's XCom stores a "
+                f"Decimal with a fraction as a float). Hand the column on as text, e.g. CAST({changed.column} AS "
+                "TEXT) in sql=, or pass return_data=False and let downstream tasks read the source."
+            )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the validated dataset with a ``dataQualityAssertions`` facet (``None`` without

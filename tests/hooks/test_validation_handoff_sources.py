@@ -224,3 +224,36 @@ def test_a_parquet_file_flows_on_as_its_stored_values(hook: IntegrityCheckHook, 
     assert good == [{"id": 9007199254740993, "name": "a"}, {"id": None, "name": "b"}]
     assert type(good[0]["id"]) is int and through_xcom(good) == good
     assert quarantined == f"id,name,{REASONS_COLUMN}\n7,,{REASON}\n"
+
+
+def test_a_decimal_that_xcom_would_change_is_refused_naming_row_column_and_fix(
+    hook: IntegrityCheckHook, pg_database: str, monkeypatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    engine = sa.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE claims (id BIGINT, name TEXT, amount NUMERIC(20, 2))"))
+        conn.execute(sa.text("INSERT INTO claims VALUES (1, 'a', 100.10), (2, 'b', 12345678901234567.89)"))
+    engine.dispose()
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", pg_database)
+
+    def run(sql: str) -> Any:
+        return ValidateDataOperator(
+            task_id="claims", conn_id="warehouse", sql=sql, suite=NAME, on_failure="warn", return_data=True
+        ).execute({})  # type: ignore[arg-type]
+
+    # A Decimal a float holds reaches the downstream task as the same number.
+    [row] = through_xcom(run("SELECT * FROM claims WHERE id = 1"))["data"]
+    assert row == {"id": 1, "name": "a", "amount": Decimal("100.10")}
+    # Airflow's XCom would make 12345678901234568 of this one: the task says so instead of handing it on.
+    with pytest.raises(
+        AirflowFailException,
+        match=r"row 1, column 'amount': Decimal\('12345678901234567\.89'\) would reach downstream tasks as "
+        r"Decimal\('12345678901234568'\).*CAST\(amount AS TEXT\)",
+    ):
+        run("SELECT * FROM claims ORDER BY id")
+    [as_text] = through_xcom(run("SELECT id, name, CAST(amount AS TEXT) AS amount FROM claims WHERE id = 2"))[
+        "data"
+    ]
+    assert as_text == {"id": 2, "name": "b", "amount": "12345678901234567.89"}
