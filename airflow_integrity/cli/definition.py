@@ -20,7 +20,8 @@ ARG_RUNTIME_ROLE = Arg(
     ("--runtime-role",),
     metavar="ROLE",
     help="PostgreSQL role every Airflow component connects as. After migrating, grant it exactly what the "
-    "store needs (INSERT and SELECT; UPDATE only on the idempotency ledger's rows) and revoke anything more. "
+    "store needs (SELECT; INSERT into the columns the product writes; UPDATE only on the idempotency ledger's "
+    "rows; the chain and the ledger history are written by the owner's functions) and revoke anything more. "
     "Run as the store's owner role, and again after every upgrade",
     default=None,
 )

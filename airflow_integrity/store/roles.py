@@ -5,15 +5,23 @@ their tables, who may ``ALTER TABLE ... DISABLE TRIGGER``, drop them, or drop th
 deployment therefore migrates as an owner role and connects every Airflow component as a runtime role that
 owns nothing and holds exactly what the product's code paths use (each was run as that role in the tests):
 
-* tables: SELECT and INSERT. Events, intake rows, checkpoints, ledger history, large results and validation
-  results are only ever added; the ledger's triggers add its history rows as the role that changes the key.
-  Except: SELECT only on the version table, ``integrity_store_info`` and ``integrity_validation_secret``,
-  which processes read; and SELECT, INSERT and UPDATE on ``integrity_ledger``, whose row a claim, lease
-  renewal, completion, failure and release update (DELETE stays refused there too);
-* sequences: USAGE (``nextval``) on those of the identity and serial columns of tables it inserts into;
-  UPDATE only on ``integrity_audit_flush_seq``, which ``integrity_audit_append`` moves with ``setval`` so that
-  its commit waits for the WAL flush (a sequence's UPDATE privilege reaches no table row);
-* functions and procedures: EXECUTE (the chaining function, the append procedure, ...), except trigger
+* tables: SELECT, and INSERT granted per column, never on the table as a whole: every column but those the
+  database fills in itself (an identity or generated column, a default that calls a sequence) and the
+  ``_NOT_INSERTED`` columns a trigger sets (``txid``, ``recorded_at`` and ``seal`` of the intake), which
+  covers every column the product's INSERT statements name. So no row chooses its id (just ahead of a
+  sequence, it would make every later insert of the product clash with it) or a value the database vouches
+  for. Intake rows, checkpoints, ledger rows, large results and validation results are only ever added.
+  Except: SELECT only on ``integrity_audit_event`` and ``integrity_ledger_history``, which only the owner's
+  SECURITY DEFINER functions write (``integrity_audit_chain``; ``integrity_ledger_note`` and the ledger's
+  history triggers), and on the version table, ``integrity_store_info`` and ``integrity_validation_secret``,
+  which processes read; and UPDATE too on ``integrity_ledger``, whose row a claim, lease renewal, completion,
+  failure and release update (DELETE stays refused there too);
+* sequences: USAGE (``nextval``) on those a column default of a table it inserts into calls (serial ids), none
+  on an identity column's, which the database numbers whatever the inserting role holds; UPDATE only on
+  ``integrity_audit_flush_seq``, which ``integrity_audit_append`` moves with ``setval`` so that its commit
+  waits for the WAL flush (a sequence's UPDATE privilege reaches no table row);
+* functions and procedures: EXECUTE (the chaining function, the append procedure, the ledger's note, the
+  functions the intake's stamp trigger calls with the inserting role's rights, ...), except trigger
   functions: triggers fire without it;
 * the store's schema: USAGE; the database: CONNECT.
 
@@ -21,10 +29,12 @@ owns nothing and holds exactly what the product's code paths use (each was run a
 view, sequence, function and procedure named ``integrity_*`` in the schema of the version table), grants it,
 and revokes everything else on those objects from the runtime role and from PUBLIC, with CREATE on the
 schema and CREATE and TEMPORARY on the database: the runtime role can create no object anywhere in the
-store. Run again after every migration, it covers the objects the migration added; a migration whose object
-needs something else must say so in ``_EXCEPTIONS``. :func:`check_runtime_role` then asks the server what the
-role can effectively do, through PUBLIC and the roles it belongs to as well, and names every difference
-with its fix; so does ``airflow integrity db check --runtime-role``.
+store. Run again after every migration, it covers the objects and columns the migration added; a migration
+whose object needs something else must say so in ``_EXCEPTIONS`` (a column a trigger sets, in
+``_NOT_INSERTED``). :func:`check_runtime_role` then asks the server what the role can effectively do,
+through PUBLIC and the roles it belongs to as well (an INSERT on a whole table, or into a column the product
+never names, included), and names every difference with its fix; so does ``airflow integrity db check
+--runtime-role``.
 """
 
 from __future__ import annotations
@@ -47,8 +57,18 @@ _EXCEPTIONS: dict[str, tuple[str, ...]] = {
     migrate.VERSION_TABLE: ("SELECT",),
     "integrity_store_info": ("SELECT",),
     "integrity_validation_secret": ("SELECT",),
+    # Written only by the owner's SECURITY DEFINER functions (integrity_audit_chain; integrity_ledger_note and
+    # the ledger's history triggers): an INSERT of the runtime role could forge events or history.
+    "integrity_audit_event": ("SELECT",),
+    "integrity_ledger_history": ("SELECT",),
     "integrity_ledger": ("SELECT", "INSERT", "UPDATE"),
     "integrity_audit_flush_seq": ("UPDATE",),
+}
+# INSERT is granted per column: every column but those the database fills itself (identity, generated, and a
+# default that calls a sequence, so no row can take a number ahead of the sequence) and these, which a
+# trigger sets whatever the insert says.
+_NOT_INSERTED: dict[str, tuple[str, ...]] = {
+    "integrity_audit_intake": ("txid", "recorded_at", "seal"),
 }
 _DEFAULTS = {"table": ("SELECT", "INSERT"), "view": ("SELECT",), "sequence": ("USAGE",), "routine": ("EXECUTE",)}
 _KINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view", "S": "sequence"}
@@ -63,10 +83,9 @@ _ASK = {
     "routine": "has_function_privilege(CAST(:role AS name), CAST(:oid AS oid), p.priv)",
 }
 # Where the grants on an object of each kind are kept (a table's column grants included).
-_TABLE_ACL = (
-    "SELECT COALESCE(relacl, acldefault('r', relowner)) FROM pg_class WHERE oid = :oid "
-    "UNION ALL SELECT attacl FROM pg_attribute WHERE attrelid = :oid"
-)
+_RELATION_ACL = "SELECT COALESCE(relacl, acldefault('r', relowner)) FROM pg_class WHERE oid = :oid"
+_COLUMN_ACL = "SELECT attacl FROM pg_attribute WHERE attrelid = :oid AND attname = :column"
+_TABLE_ACL = f"{_RELATION_ACL} UNION ALL SELECT attacl FROM pg_attribute WHERE attrelid = :oid"
 _ACL = {
     "table": _TABLE_ACL,
     "view": _TABLE_ACL,
@@ -88,6 +107,17 @@ class StoreObject:
     oid: int
     owner: str
     privileges: tuple[str, ...]
+    #: With INSERT among ``privileges``: the columns it is granted on (never the table as a whole), and the
+    #: table's other columns, which the database fills in itself.
+    insert_columns: tuple[str, ...] = ()
+    withheld: tuple[str, ...] = ()
+
+    def described(self) -> tuple[str, ...]:
+        """The privileges as a summary names them, INSERT with the columns it leaves out."""
+        if "INSERT" not in self.privileges:
+            return self.privileges
+        columns = f"every column but {', '.join(self.withheld)}" if self.withheld else "every column"
+        return tuple(f"INSERT ({columns})" if priv == "INSERT" else priv for priv in self.privileges)
 
 
 @dataclass(frozen=True)
@@ -104,8 +134,11 @@ class RuntimeGrants:
         groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         for obj in self.objects:
             kind = "routine" if obj.kind == "routine" else "sequence" if obj.kind == "sequence" else "table"
-            groups.setdefault((kind, obj.privileges), []).append(obj.name)
-        why = {"routine": " (trigger functions fire without it)", "sequence": " (of tables it only reads)"}
+            groups.setdefault((kind, obj.described()), []).append(obj.name)
+        why = {
+            "routine": " (trigger functions fire without it)",
+            "sequence": " (identity columns, and tables it does not insert into)",
+        }
         lines = [
             f"  {', '.join(privileges) or 'no privilege'} on {kind}s: {', '.join(names)}"
             f"{'' if privileges else why.get(kind, '')}"
@@ -114,13 +147,19 @@ class RuntimeGrants:
         return [
             f"Runtime role {self.role!r} may CONNECT to {self.database} and use schema {self.schema}, and holds:",
             *lines,
-            "  and nothing else: no UPDATE, DELETE or TRUNCATE of the audit trail or the ledger history, no DDL, "
-            "no trigger changes.",
+            "  and nothing else: no INSERT into the audit chain or the ledger history (the store's own functions "
+            "write them), no INSERT of an id or of a column the database sets, no UPDATE, DELETE or TRUNCATE of "
+            "the audit trail or the ledger history, no DDL, no trigger changes.",
         ]
 
 
 def _quote(conn: Connection, name: str) -> str:
     return conn.dialect.identifier_preparer.quote_identifier(name)
+
+
+def _column(conn: Connection, name: str) -> str:
+    """A column name, quoted only where SQL needs it."""
+    return conn.dialect.identifier_preparer.quote(name)
 
 
 def _grantee(conn: Connection, name: str) -> str:
@@ -195,26 +234,54 @@ def _schema(conn: Connection, store: IntegrityStore) -> tuple[int, str]:
 def store_objects(conn: Connection, schema_oid: int) -> list[StoreObject]:
     """Every table, view, sequence, function and procedure of the store, with the runtime role's privileges."""
     objects = []
-    inserts: dict[str, bool] = {}
-    # Tables before sequences, so that a sequence knows whether the table whose column it feeds takes inserts.
-    for oid, name, relname, relkind, owner, table in conn.execute(
+    inserts: set[int] = set()
+    for oid, name, relname, relkind, owner in conn.execute(
         text(
-            "SELECT c.oid, c.oid::regclass::text, c.relname, c.relkind, pg_get_userbyid(c.relowner), "
-            "(SELECT t.relname FROM pg_depend AS d JOIN pg_class AS t ON t.oid = d.refobjid "
-            " WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass "
-            " AND d.deptype IN ('a', 'i') LIMIT 1) "
-            "FROM pg_class AS c WHERE c.relnamespace = :schema AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') "
-            "AND c.relname LIKE :prefix ORDER BY c.relkind = 'S', c.relname"
+            "SELECT c.oid, c.oid::regclass::text, c.relname, c.relkind, pg_get_userbyid(c.relowner) "
+            "FROM pg_class AS c WHERE c.relnamespace = :schema AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+            "AND c.relname LIKE :prefix ORDER BY c.relname"
         ),
         {"schema": schema_oid, "prefix": _PREFIX},
     ):
         kind = _KINDS[relkind]
         privileges = _EXCEPTIONS.get(relname, _DEFAULTS[kind])
-        if kind == "sequence" and table is not None:
-            # The sequence of an identity or serial column: USAGE (nextval) where the role inserts rows.
-            privileges = _DEFAULTS["sequence"] if inserts.get(table) else ()
-        inserts[relname] = "INSERT" in privileges
-        objects.append(StoreObject(kind, name, oid, owner, privileges))
+        insert_columns: tuple[str, ...] = ()
+        withheld: tuple[str, ...] = ()
+        if "INSERT" in privileges:
+            columns = _columns(conn, oid)
+            not_inserted = set(_NOT_INSERTED.get(relname, ()))
+            insert_columns = tuple(c for c, filled in columns if not filled and c not in not_inserted)
+            withheld = tuple(c for c, _ in columns if c not in insert_columns)
+            if insert_columns:
+                inserts.add(oid)
+            else:
+                privileges = tuple(priv for priv in privileges if priv != "INSERT")
+        objects.append(StoreObject(kind, name, oid, owner, privileges, insert_columns, withheld))
+    for oid, name, relname, owner, fed, owned in conn.execute(
+        text(
+            "SELECT c.oid, c.oid::regclass::text, c.relname, pg_get_userbyid(c.relowner), "
+            # The tables whose column defaults call it (a serial column's nextval(), or any other default) ...
+            "ARRAY(SELECT DISTINCT ad.adrelid::bigint FROM pg_depend AS d "
+            " JOIN pg_attrdef AS ad ON ad.oid = d.objid "
+            " WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass "
+            " AND d.refobjid = c.oid), "
+            # ... and whether a column owns it (identity or serial column).
+            "EXISTS (SELECT 1 FROM pg_depend AS d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
+            " AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')) "
+            "FROM pg_class AS c WHERE c.relnamespace = :schema AND c.relkind = 'S' AND c.relname LIKE :prefix "
+            "ORDER BY c.relname"
+        ),
+        {"schema": schema_oid, "prefix": _PREFIX},
+    ):
+        if fed:
+            # A default calls nextval() with the inserting role's rights: USAGE where the role inserts rows.
+            privileges = _DEFAULTS["sequence"] if inserts.intersection(fed) else ()
+        elif owned:
+            # An identity column's sequence: the database takes its numbers whatever the inserting role holds.
+            privileges = ()
+        else:
+            privileges = _EXCEPTIONS.get(relname, _DEFAULTS["sequence"])
+        objects.append(StoreObject("sequence", name, oid, owner, privileges))
     for oid, name, proname, trigger, owner in conn.execute(
         text(
             "SELECT p.oid, p.oid::regprocedure::text, p.proname, p.prorettype = 'trigger'::regtype, "
@@ -226,6 +293,26 @@ def store_objects(conn: Connection, schema_oid: int) -> list[StoreObject]:
         privileges = () if trigger else _EXCEPTIONS.get(proname, _DEFAULTS["routine"])
         objects.append(StoreObject("routine", name, oid, owner, privileges))
     return objects
+
+
+def _columns(conn: Connection, table_oid: int) -> list[tuple[str, bool]]:
+    """A table's columns in order, each with whether the database fills it in itself: an identity or generated
+    column, or one whose default calls a sequence."""
+    return [
+        (str(name), bool(filled))
+        for name, filled in conn.execute(
+            text(
+                "SELECT a.attname, a.attidentity <> '' OR a.attgenerated <> '' OR EXISTS ("
+                " SELECT 1 FROM pg_attrdef AS ad JOIN pg_depend AS d ON d.classid = 'pg_attrdef'::regclass "
+                " AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass "
+                " JOIN pg_class AS s ON s.oid = d.refobjid AND s.relkind = 'S' "
+                " WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum) "
+                "FROM pg_attribute AS a WHERE a.attrelid = :oid AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum"
+            ),
+            {"oid": table_oid},
+        )
+    ]
 
 
 def grant_runtime_role(store: IntegrityStore, role: str) -> RuntimeGrants:
@@ -261,9 +348,14 @@ def grant_runtime_role(store: IntegrityStore, role: str) -> RuntimeGrants:
         ]
         for obj in objects:
             keyword = _KEYWORD[obj.kind]
+            # On a table, this revokes the grants on its columns too.
             statements.append(f"REVOKE ALL ON {keyword} {obj.name} FROM {grantee}, PUBLIC")
-            if obj.privileges:
-                statements.append(f"GRANT {', '.join(obj.privileges)} ON {keyword} {obj.name} TO {grantee}")
+            whole = [priv for priv in obj.privileges if priv != "INSERT"]
+            if whole:
+                statements.append(f"GRANT {', '.join(whole)} ON {keyword} {obj.name} TO {grantee}")
+            if "INSERT" in obj.privileges:
+                columns = ", ".join(_column(conn, column) for column in obj.insert_columns)
+                statements.append(f"GRANT INSERT ({columns}) ON {keyword} {obj.name} TO {grantee}")
         for statement in statements:
             conn.execute(text(statement))
         problems = _problems(conn, role, facts, schema_oid, schema, database, objects)
@@ -436,34 +528,109 @@ def _object_problems(conn: Connection, role: str, obj: StoreObject, version: int
     }
     problems = []
     keyword = _KEYWORD[obj.kind]
-    missing = [priv for priv in obj.privileges if priv not in held]
+    # INSERT granted per column is checked column by column below.
+    by_column = "INSERT" in obj.privileges
+    expected = {priv for priv in obj.privileges if not (by_column and priv == "INSERT")}
+    missing = [priv for priv in obj.privileges if priv in expected and priv not in held]
     if missing:
         problems.append(
-            f"{role} lacks {', '.join(missing)} on {obj.kind} {obj.name}, which the product needs (run "
-            f"`airflow integrity db migrate --runtime-role {role}` as {obj.owner}, the object's owner)"
+            f"{role} lacks {', '.join(missing)} on {obj.kind} {obj.name}, which the product needs ("
+            f"{_rerun(role, obj)})"
         )
-    for priv in sorted(held - set(obj.privileges)):
-        grantees = _granted_through(conn, role, obj, priv)
-        if grantees:
-            via = ", ".join("its own grant" if name == role else name for name in grantees)
-            fix = f"REVOKE {priv} ON {keyword} {obj.name} FROM {', '.join(_grantee(conn, n) for n in grantees)}"
-        else:
-            via = "a predefined role it belongs to, such as pg_write_all_data"
-            fix = f"revoke that role from {_quote(conn, role)}"
-        problems.append(f"{role} can {priv} on {obj.kind} {obj.name} through {via} ({fix})")
+    for priv in sorted(held - expected - ({"INSERT"} if by_column else set())):
+        grantees = _granted_through(conn, role, obj.kind, {"oid": obj.oid}, priv)
+        fix = _revoke(conn, role, grantees, priv, keyword, obj.name)
+        problems.append(f"{role} can {priv} on {obj.kind} {obj.name} through {_through(role, grantees)} ({fix})")
+    if by_column:
+        problems += _insert_problems(conn, role, obj)
     return problems
 
 
-def _granted_through(conn: Connection, role: str, obj: StoreObject, priv: str) -> list[str]:
+def _insert_problems(conn: Connection, role: str, obj: StoreObject) -> list[str]:
+    """INSERT on the table as a whole, on a column the product never names, or missing on one it does."""
+    whole = conn.execute(
+        text("SELECT has_table_privilege(CAST(:role AS name), CAST(:oid AS oid), 'INSERT')"),
+        {"role": role, "oid": obj.oid},
+    ).scalar_one()
+    if whole:
+        grantees = _granted_through(conn, role, "relation", {"oid": obj.oid}, "INSERT")
+        fix = _revoke(conn, role, grantees, "INSERT", "TABLE", obj.name)
+        included = f", {', '.join(obj.withheld)} included" if obj.withheld else ""
+        after = f"; that revokes its column grants too: then {_rerun(role, obj)}" if grantees else ""
+        return [
+            f"{role} can INSERT on table {obj.name} as a whole{included}, through "
+            f"{_through(role, grantees)} ({fix}{after})"
+        ]
+    allowed: dict[str, bool] = dict(
+        conn.execute(
+            text(
+                "SELECT a.attname, has_column_privilege(CAST(:role AS name), a.attrelid, a.attnum, 'INSERT') "
+                "FROM pg_attribute AS a WHERE a.attrelid = :oid AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum"
+            ),
+            {"role": role, "oid": obj.oid},
+        ).all()
+    )
+    problems = []
+    missing = [column for column in obj.insert_columns if not allowed.get(column)]
+    if missing:
+        problems.append(
+            f"{role} lacks INSERT on {_columns_named(missing)} of table {obj.name}, which the product needs "
+            f"({_rerun(role, obj)})"
+        )
+    extra: dict[tuple[str, ...], list[str]] = {}
+    for column, granted in allowed.items():
+        if granted and column not in obj.insert_columns:
+            grantees = _granted_through(conn, role, "column", {"oid": obj.oid, "column": column}, "INSERT")
+            extra.setdefault(tuple(grantees), []).append(column)
+    for holders, columns in extra.items():
+        quoted = ", ".join(_column(conn, column) for column in columns)
+        fix = _revoke(conn, role, list(holders), "INSERT", "TABLE", obj.name, quoted)
+        problems.append(
+            f"{role} can INSERT {_columns_named(columns)} of table {obj.name}, which the product never names, "
+            f"through {_through(role, list(holders))} ({fix})"
+        )
+    return problems
+
+
+def _columns_named(columns: list[str]) -> str:
+    return f"column{'s' if len(columns) > 1 else ''} {', '.join(columns)}"
+
+
+def _rerun(role: str, obj: StoreObject) -> str:
+    return f"run `airflow integrity db migrate --runtime-role {role}` as {obj.owner}, the object's owner"
+
+
+def _through(role: str, grantees: list[str]) -> str:
+    """How ``role`` came by a right: the grantees whose grants it holds, or a predefined role."""
+    if not grantees:
+        return "a predefined role it belongs to, such as pg_write_all_data"
+    return ", ".join("its own grant" if name == role else name for name in grantees)
+
+
+def _revoke(
+    conn: Connection, role: str, grantees: list[str], priv: str, keyword: str, name: str, columns: str = ""
+) -> str:
+    """The statement that takes away a right ``role`` holds through ``grantees``."""
+    if not grantees:
+        return f"revoke that role from {_quote(conn, role)}"
+    on = f" ({columns})" if columns else ""
+    return f"REVOKE {priv}{on} ON {keyword} {name} FROM {', '.join(_grantee(conn, n) for n in grantees)}"
+
+
+def _granted_through(conn: Connection, role: str, kind: str, params: dict[str, Any], priv: str) -> list[str]:
+    """The grantees (``role``, PUBLIC, roles it belongs to) of the grants of ``priv`` on an object of ``kind``
+    (or, for ``"relation"``, on the table alone; for ``"column"``, on one column)."""
+    acl = {"relation": _RELATION_ACL, "column": _COLUMN_ACL}.get(kind) or _ACL[kind]
     grantees = conn.execute(
         text(
             f"SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END "
-            f"FROM ({_ACL[obj.kind]}) AS o(acl), aclexplode(o.acl) AS a "
+            f"FROM ({acl}) AS o(acl), aclexplode(o.acl) AS a "
             "WHERE a.privilege_type = :priv "
             "AND (a.grantee = 0 OR pg_has_role(CAST(:role AS name), a.grantee, 'USAGE')) "
             "ORDER BY 1"
         ),
-        {"oid": obj.oid, "priv": priv, "role": role},
+        {**params, "priv": priv, "role": role},
     ).scalars()
     return [str(name) for name in grantees]
 

@@ -52,7 +52,16 @@ def test_migrate_as_owner_with_runtime_role_grants_exactly_the_runtime_privilege
     assert migrated.returncode == 0, migrated.stderr
     assert f"from empty to {head_revision()}." in migrated.stdout
     assert f"Runtime role '{roles.runtime}' may CONNECT" in migrated.stdout
-    assert "SELECT, INSERT, UPDATE on tables: integrity_ledger\n" in migrated.stdout
+    assert "SELECT, INSERT (every column but id), UPDATE on tables: integrity_ledger\n" in migrated.stdout
+    assert (
+        "SELECT, INSERT (every column but id, txid, recorded_at, seal) on tables: integrity_audit_intake\n"
+        in migrated.stdout
+    )
+    # The chain and the ledger history: read only (the store's own functions write them).
+    assert (
+        "SELECT on tables: integrity_alembic_version, integrity_audit_event, integrity_ledger_history, "
+        "integrity_store_info, integrity_validation_secret\n" in migrated.stdout
+    )
     assert "UPDATE on sequences: integrity_audit_flush_seq\n" in migrated.stdout
 
     checked = _airflow(tmp_path, "check", "--runtime-role", roles.runtime, integrity_default=roles.runtime_url)
@@ -60,6 +69,10 @@ def test_migrate_as_owner_with_runtime_role_grants_exactly_the_runtime_privilege
     assert f"runtime role '{roles.runtime}' holds exactly the store's runtime privileges." in checked.stdout
     assert "permission denied for table integrity_audit_event" in _refused(
         roles.runtime_url, "DELETE FROM integrity_audit_event"
+    )
+    assert "permission denied for table integrity_audit_event" in _refused(
+        roles.runtime_url,
+        "INSERT INTO integrity_audit_event (seq, body, prev_hash, hash) VALUES (1, '{}', repeat('0', 64), '0')",
     )
     assert "must be owner" in _refused(roles.runtime_url, "ALTER TABLE integrity_audit_intake DISABLE TRIGGER ALL")
 
@@ -129,12 +142,17 @@ def test_check_with_runtime_role_names_each_right_beyond_the_runtime_privileges(
     finally:
         owner.engine.dispose()
     roles.admin(f'GRANT UPDATE, TRUNCATE ON integrity_ledger_history TO "{roles.runtime}"')
+    roles.admin(f'GRANT INSERT (id) ON integrity_ledger_blob TO "{roles.runtime}"')
 
     checked = _airflow(tmp_path, "check", "--runtime-role", roles.runtime, integrity_default=roles.owner_url)
     assert checked.returncode == 1
     errors = [line for line in checked.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
-        f"error: {roles.runtime} can {right} on table integrity_ledger_history through its own grant (REVOKE "
-        f'{right} ON TABLE integrity_ledger_history FROM "{roles.runtime}")'
-        for right in ("TRUNCATE", "UPDATE")
+        f"error: {roles.runtime} can INSERT column id of table integrity_ledger_blob, which the product never "
+        f'names, through its own grant (REVOKE INSERT (id) ON TABLE integrity_ledger_blob FROM "{roles.runtime}")',
+        *(
+            f"error: {roles.runtime} can {right} on table integrity_ledger_history through its own grant (REVOKE "
+            f'{right} ON TABLE integrity_ledger_history FROM "{roles.runtime}")'
+            for right in ("TRUNCATE", "UPDATE")
+        ),
     ], checked.stderr

@@ -159,3 +159,17 @@ def test_a_change_whose_check_comes_out_null_is_refused(ledger: IdempotencyLedge
         "last_reason = 'y'",
     )
     assert ledger.claim(KEY, fingerprint=INPUTS).status is ClaimStatus.REPLAY
+
+
+def test_the_history_takes_no_transition_written_as_a_note(ledger: IdempotencyLedger) -> None:
+    if ledger.store.backend == "sqlite":
+        pytest.skip("SQLite has no functions; its history is written by triggers")
+    claim = ledger.claim(KEY, fingerprint=INPUTS)
+    assert claim.lease is not None
+    with pytest.raises(DBAPIError, match="is not a note of the idempotency ledger"):
+        _sql(
+            ledger.store,
+            "SELECT integrity_ledger_note('payments', :k, 'completed', NULL, NULL, '{\"payment_id\": \"PAY-FAKE\"}')",
+            k=KEY,
+        )
+    assert [h.event for h in ledger.history(KEY)] == ["claimed"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,14 +15,21 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
-from airflow_integrity.store import IntegrityStore, SchemaNotCurrentError, StoreLocation
+from airflow_integrity.store import (
+    IntegrityStore,
+    SchemaNotCurrentError,
+    StoreLocation,
+    ledger_sql,
+    validation_results,
+)
 from airflow_integrity.store.audit import AuditEvent
 from airflow_integrity.store.audit_chain import AuditLog, close_connections
 from airflow_integrity.store.audit_export import export
+from airflow_integrity.store.audit_schema import CONTENT_COLUMNS
 from airflow_integrity.store.audit_verify import verify
 from airflow_integrity.store.checkpoints import CheckpointKey, create_checkpoint
 from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
-from airflow_integrity.store.ledger_types import ClaimStatus
+from airflow_integrity.store.ledger_types import ClaimStatus, StaleHolderError
 from airflow_integrity.store.migrate import upgrade
 from airflow_integrity.store.roles import (
     RuntimeRoleError,
@@ -102,13 +110,65 @@ def _held(store: IntegrityStore, role: str, table: str) -> set[str]:
     return {p for p, allowed in rows if allowed}
 
 
-def test_runtime_role_holds_insert_and_select_on_the_audit_trail_and_update_only_on_the_ledger_row(
+def _insert_columns(sql: str) -> set[str]:
+    """The columns an INSERT statement of the product names."""
+    match = re.search(r"INSERT INTO \w+(?: AS \w+)? \(([^)]*)\)", sql)
+    assert match is not None, sql
+    return {column.strip() for column in match.group(1).split(",")}
+
+
+# What each table the runtime role inserts into takes from it: the columns the product's own INSERT statements
+# name (every column but the identity/serial id, and on the intake the three the database sets).
+PRODUCT_INSERTS = {
+    "integrity_audit_intake": set(CONTENT_COLUMNS),  # AuditLog.record and integrity_audit_append
+    "integrity_audit_checkpoint": {"seq", "head_hash", "created_at", "key_id", "algorithm", "signature"},
+    "integrity_ledger": _insert_columns(ledger_sql._CLAIM),
+    "integrity_ledger_blob": _insert_columns(ledger_sql._INSERT_BLOB),
+    "integrity_validation_result": {c.strip() for c in validation_results._COLUMNS.split(",")},
+}
+
+
+def _insertable(store: IntegrityStore, role: str, table: str) -> tuple[bool, set[str], set[str]]:
+    """Whether ``role`` may INSERT into ``table`` as a whole, the columns it may INSERT, and all columns."""
+    with store.read() as conn:
+        whole = conn.execute(
+            text("SELECT has_table_privilege(CAST(:role AS name), CAST(:t AS regclass), 'INSERT')"),
+            {"role": role, "t": table},
+        ).scalar_one()
+        columns = conn.execute(
+            text(
+                "SELECT attname, has_column_privilege(CAST(:role AS name), attrelid, attnum, 'INSERT') "
+                "FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+            ),
+            {"role": role, "t": table},
+        ).all()
+    return whole, {name for name, allowed in columns if allowed}, {name for name, _ in columns}
+
+
+def test_runtime_role_reads_the_store_inserts_only_the_columns_the_product_names_and_updates_only_the_ledger(
     granted: Stores,
 ) -> None:
     role = granted.roles.runtime
     for table in (*APPEND_ONLY, "integrity_ledger_blob", "integrity_validation_result"):
-        assert _held(granted.owner, role, table) == {"SELECT", "INSERT"}, table
-    assert _held(granted.owner, role, "integrity_ledger") == {"SELECT", "INSERT", "UPDATE"}
+        assert _held(granted.owner, role, table) == {"SELECT"}, table
+    assert _held(granted.owner, role, "integrity_ledger") == {"SELECT", "UPDATE"}
+    for table, named in PRODUCT_INSERTS.items():
+        whole, columns, every = _insertable(granted.owner, role, table)
+        # Granted per column, never on the table as a whole: every column the product's INSERT names, and
+        # never the id (identity or serial) nor a column the database sets.
+        assert whole is False, table
+        assert named <= columns, (table, named - columns)
+        assert "id" not in columns, table
+        expected = (
+            every - {"id"} - ({"txid", "recorded_at", "seal"} if table == "integrity_audit_intake" else set())
+        )
+        assert columns == expected, table
+    assert (
+        PRODUCT_INSERTS["integrity_audit_intake"] == _insertable(granted.owner, role, "integrity_audit_intake")[1]
+    )
+    # The chain and the ledger history are written only by the store's own SECURITY DEFINER functions.
+    for table in ("integrity_audit_event", "integrity_ledger_history", "integrity_store_info"):
+        assert _insertable(granted.owner, role, table)[:2] == (False, set()), table
     for table in ("integrity_store_info", "integrity_alembic_version"):
         assert _held(granted.owner, role, table) == {"SELECT"}, table
     with granted.owner.read() as conn:
@@ -122,6 +182,15 @@ def test_runtime_role_holds_insert_and_select_on_the_audit_trail_and_update_only
             ),
             {"role": role},
         ).scalar_one()
+        executable = set(
+            conn.execute(
+                text(
+                    "SELECT p.proname FROM pg_proc AS p WHERE p.proname LIKE 'integrity%' "
+                    "AND has_function_privilege(CAST(:role AS name), p.oid, 'EXECUTE')"
+                ),
+                {"role": role},
+            ).scalars()
+        )
         sequences = dict(
             conn.execute(
                 text(
@@ -133,12 +202,94 @@ def test_runtime_role_holds_insert_and_select_on_the_audit_trail_and_update_only
             ).all()
         )
     assert owned == 0 and trigger_function_execute is False
-    # setval() of the flush sequence; nextval() for the tables it inserts into; nothing on the others'.
+    # What it calls itself, and what the intake's invoker-rights stamp trigger calls with its rights.
+    assert {
+        "integrity_audit_append",
+        "integrity_audit_chain",
+        "integrity_audit_chained",
+        "integrity_audit_positions",
+        "integrity_ledger_note",
+        "integrity_audit_seal",
+        "integrity_audit_body",
+        "integrity_audit_json_ok",
+    } <= executable, executable
+    # setval() of the flush sequence; nextval() for the serial ids of the tables it inserts into; nothing on the
+    # others', nor on the identity sequences of the intake and checkpoint ids (an identity column needs no right
+    # on its sequence, so no role that may insert can run a 32-bit one to its end).
     assert sequences["integrity_audit_flush_seq"] == ["UPDATE"]
-    assert sequences["integrity_audit_intake_id_seq"] == sequences["integrity_ledger_id_seq"] == ["USAGE"]
-    assert sequences["integrity_store_info_id_seq"] == []
+    for name in ("integrity_ledger_id_seq", "integrity_ledger_blob_id_seq"):
+        assert sequences[name] == ["USAGE"], name
+    for name in (
+        "integrity_audit_checkpoint_id_seq",
+        "integrity_audit_intake_id_seq",
+        "integrity_ledger_history_id_seq",
+        "integrity_store_info_id_seq",
+    ):
+        assert sequences[name] == [], name
     assert check_runtime_role(granted.owner, role) == []
     assert store_grantees(granted.owner) == [role]
+
+
+_UUID = "gen_random_uuid()::text"
+_ZEROS = "repeat('0', 64)"
+# Rows the product never inserts itself: events of the chain, history rows, and rows that choose an id (just
+# ahead of the sequence, every later insert of the product would clash with them) or a column the database sets.
+REFUSED_INSERTS = {
+    "forged_chain_event": (
+        "integrity_audit_event",
+        "INSERT INTO integrity_audit_event (seq, body, prev_hash, hash) "
+        f"VALUES (1000000, '{{}}', {_ZEROS}, {_ZEROS})",
+    ),
+    "forged_ledger_history": (
+        "integrity_ledger_history",
+        "INSERT INTO integrity_ledger_history (ledger_id, namespace, idempotency_key, event, at) "
+        "VALUES (1, 'payments', 'claim-9', 'released', now())",
+    ),
+    "ledger_history_id_ahead": (
+        "integrity_ledger_history",
+        "INSERT INTO integrity_ledger_history (id, ledger_id, namespace, idempotency_key, event, at) "
+        "VALUES (1000000, 1, 'payments', 'claim-9', 'released', now())",
+    ),
+    **{
+        f"intake_{column}": (
+            "integrity_audit_intake",
+            f"INSERT INTO integrity_audit_intake (event_id, event_type, actor, details, {column}) "
+            f"VALUES ({_UUID}, 'claim.forged', 'x', '{{}}', {value})",
+        )
+        for column, value in (
+            ("id", "1000000"),
+            ("txid", "1"),
+            ("recorded_at", "TIMESTAMPTZ '2020-01-01 00:00:00Z'"),
+            ("seal", _ZEROS),
+        )
+    },
+    "ledger_id_ahead": (
+        "integrity_ledger",
+        "INSERT INTO integrity_ledger (id, namespace, idempotency_key, fingerprint, state, holder, origin, "
+        "fencing_token, lease_seconds, lease_expires_at, attempts, created_at, updated_at, last_event) VALUES "
+        f"(1000000, 'payments', {_UUID}, {_ZEROS}, 'in_progress', '{{}}', '{{}}', 1, 30, "
+        "now() + interval '30 seconds', 1, now(), now(), 'claimed')",
+    ),
+    "ledger_blob_id_ahead": (
+        "integrity_ledger_blob",
+        "INSERT INTO integrity_ledger_blob (id, namespace, idempotency_key, fencing_token, sha256, size, body, "
+        f"created_at) VALUES (1000000, 'payments', 'claim-9', 1, {_ZEROS}, 0, '', now())",
+    ),
+    "checkpoint_id_ahead": (
+        "integrity_audit_checkpoint",
+        "INSERT INTO integrity_audit_checkpoint (id, seq, head_hash, created_at, key_id, algorithm, signature) "
+        f"VALUES (1000000, 1, {_ZEROS}, '2026-01-01T00:00:00.000000Z', 'k', 'hmac-sha256', 'x')",
+    ),
+}
+
+
+@pytest.mark.parametrize(("table", "statement"), list(REFUSED_INSERTS.values()), ids=list(REFUSED_INSERTS))
+def test_runtime_role_is_refused_inserting_into_the_chain_or_history_or_choosing_an_id_by_privilege(
+    granted: Stores, table: str, statement: str
+) -> None:
+    error = _refusal(granted.roles.runtime_url, statement)
+    assert error.sqlstate == "42501", str(error)
+    assert str(error).startswith(f"permission denied for table {table}"), str(error)
 
 
 @pytest.mark.parametrize("table", APPEND_ONLY)
@@ -279,11 +430,32 @@ def test_ledger_claims_completes_fails_releases_and_reads_history_as_the_runtime
         retried = ledger.claim("claim-11", fingerprint=inputs, holder=OTHER)
         assert retried.status is ClaimStatus.CLAIMED and retried.lease is not None
         assert retried.lease.fencing_token == 2
+        # The first holder's late completion is refused, and the refusal noted in the key's history.
+        with pytest.raises(StaleHolderError):
+            ledger.complete(failing.lease, {"payment_id": "PAY-11"})
 
+        # Other inputs under a settled key: refused, and noted too.
+        mismatch = ledger.claim(
+            "claim-9", fingerprint=fingerprint({"claim_id": 9, "amount": "99.00"}), holder=OTHER
+        )
+        assert mismatch.status is ClaimStatus.MISMATCH
         released = ledger.release("claim-9", reason="refund issued, pay again", person="qa.reviewer")
         assert released is not None
         events = [entry.event for entry in ledger.history("claim-9")]
-    assert events[0] == "claimed" and "completed" in events and events[-1] == "released", events
+        stale = [entry.event for entry in ledger.history("claim-11")]
+    # The replay and the refusals are notes the store's owner function writes for the runtime role.
+    assert events == ["claimed", "completed", "replayed", "fingerprint_mismatch", "released"], events
+    assert stale == ["claimed", "failed", "claimed", "stale_holder_refused"], stale
+    with granted.owner.read() as conn:
+        by_key = dict(
+            conn.execute(
+                text(
+                    "SELECT idempotency_key, array_agg(event ORDER BY id) FROM integrity_ledger_history "
+                    "WHERE namespace = 'payments' AND idempotency_key IN ('claim-9', 'claim-11') GROUP BY 1"
+                )
+            ).all()
+        )
+    assert by_key == {"claim-9": events, "claim-11": stale}
 
 
 def test_validation_result_is_stored_and_read_as_the_runtime_role(
@@ -331,6 +503,8 @@ def test_granting_again_is_idempotent_covers_objects_of_later_migrations_and_rev
                     "UNION ALL SELECT proname, proacl::text FROM pg_proc WHERE proname LIKE 'integrity%' "
                     "UNION ALL SELECT datname, datacl::text FROM pg_database WHERE datname = current_database() "
                     "UNION ALL SELECT nspname, nspacl::text FROM pg_namespace WHERE nspname = 'public' "
+                    "UNION ALL SELECT attrelid::regclass::text || '.' || attname, attacl::text FROM pg_attribute "
+                    "WHERE attrelid::regclass::text LIKE 'integrity%' AND attacl IS NOT NULL "
                     "ORDER BY 1, 2"
                 )
             ).all()
@@ -339,17 +513,19 @@ def test_granting_again_is_idempotent_covers_objects_of_later_migrations_and_rev
     assert grant_runtime_role(owner, role) == first
     assert acl() == before
 
-    # A later migration adds a table with an identity column, a function and a trigger; someone (or an older
-    # set-up) also gave the runtime role more than it needs.
+    # A later migration adds a table with a serial id, a function and a trigger; someone (or an older set-up)
+    # also gave the runtime role more than it needs.
     with owner.begin() as conn:
         for statement in (
-            "CREATE TABLE integrity_later (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, note text)",
+            "CREATE TABLE integrity_later (id bigserial PRIMARY KEY, note text, at timestamptz DEFAULT now())",
             "CREATE FUNCTION integrity_later_count() RETURNS bigint LANGUAGE sql AS "
             "'SELECT count(*) FROM integrity_later'",
             "CREATE TRIGGER integrity_later_append_only BEFORE UPDATE OR DELETE ON integrity_later "
             "FOR EACH ROW EXECUTE FUNCTION integrity_audit_refuse_change()",
             f'GRANT UPDATE, DELETE, TRUNCATE, TRIGGER ON integrity_audit_event TO "{role}"',
             f'GRANT UPDATE (details) ON integrity_audit_intake TO "{role}"',
+            # What an older set-up granted: INSERT on whole tables, the chain and the ledger history among them.
+            f'GRANT INSERT ON integrity_audit_intake, integrity_ledger_history TO "{role}"',
             "GRANT UPDATE ON integrity_ledger_history TO PUBLIC",
             f'GRANT UPDATE ON SEQUENCE integrity_audit_intake_id_seq TO "{role}"',
             "GRANT EXECUTE ON FUNCTION integrity_audit_refuse_change() TO PUBLIC",
@@ -358,10 +534,14 @@ def test_granting_again_is_idempotent_covers_objects_of_later_migrations_and_rev
             conn.execute(text(statement))
     problems = "\n".join(check_runtime_role(owner, role))
     for expected in (
-        "lacks SELECT, INSERT on table integrity_later",
+        "lacks SELECT on table integrity_later",
+        "lacks INSERT on columns note, at of table integrity_later",
         "lacks USAGE on sequence integrity_later_id_seq",
         "can DELETE on table integrity_audit_event through its own grant",
         "can UPDATE on table integrity_audit_intake through its own grant",
+        "can INSERT on table integrity_audit_intake as a whole, id, txid, recorded_at, seal included, through its "
+        "own grant",
+        "can INSERT on table integrity_ledger_history through its own grant",
         "can UPDATE on table integrity_ledger_history through PUBLIC (REVOKE UPDATE ON TABLE "
         "integrity_ledger_history FROM PUBLIC)",
         "can EXECUTE on routine integrity_audit_refuse_change() through PUBLIC",
@@ -378,8 +558,73 @@ def test_granting_again_is_idempotent_covers_objects_of_later_migrations_and_rev
     with psycopg.connect(fresh.roles.runtime_url, autocommit=True) as conn:
         conn.execute("INSERT INTO integrity_later (note) VALUES ('recorded')")
         assert conn.execute("SELECT integrity_later_count()").fetchone() == (1,)
-    for statement in ("UPDATE integrity_later SET note = 'x'", "UPDATE integrity_audit_intake SET details = '{}'"):
+    for statement in (
+        "UPDATE integrity_later SET note = 'x'",
+        "UPDATE integrity_audit_intake SET details = '{}'",
+        "INSERT INTO integrity_later (id, note) VALUES (1000, 'ahead of the sequence')",
+        "INSERT INTO integrity_audit_intake (id, event_id, event_type, actor, details) "
+        "VALUES (1000000, 'e-1', 'x', 'y', '{}')",
+        "INSERT INTO integrity_ledger_history (ledger_id, namespace, idempotency_key, event, at) "
+        "VALUES (1, 'n', 'k', 'released', now())",
+    ):
         assert _refusal(fresh.roles.runtime_url, statement).sqlstate == "42501"
+
+
+def test_check_names_an_insert_on_a_whole_table_or_into_a_column_the_product_never_names_with_its_fix(
+    fresh: Stores,
+) -> None:
+    owner, roles = fresh.owner, fresh.roles
+    role, quoted = roles.runtime, f'"{roles.runtime}"'
+    grant_runtime_role(owner, role)
+    with owner.begin() as conn:
+        for statement in (
+            f"GRANT INSERT ON integrity_audit_checkpoint TO {quoted}",
+            f"GRANT INSERT (seal, txid) ON integrity_audit_intake TO {quoted}",
+            "GRANT INSERT (id) ON integrity_ledger TO PUBLIC",
+            f"GRANT INSERT (event) ON integrity_ledger_history TO {quoted}",
+            f"GRANT INSERT ON integrity_audit_event TO {quoted}",
+        ):
+            conn.execute(text(statement))
+    problems = check_runtime_role(owner, role)
+    expected = {
+        f"REVOKE INSERT ON TABLE integrity_audit_checkpoint FROM {quoted}": f"{role} can INSERT on table "
+        "integrity_audit_checkpoint as a whole, id included, through its own grant",
+        f"REVOKE INSERT (txid, seal) ON TABLE integrity_audit_intake FROM {quoted}": f"{role} can INSERT columns "
+        "txid, seal of table integrity_audit_intake, which the product never names, through its own grant",
+        "REVOKE INSERT (id) ON TABLE integrity_ledger FROM PUBLIC": f"{role} can INSERT column id of table "
+        "integrity_ledger, which the product never names, through PUBLIC",
+        f"REVOKE INSERT ON TABLE integrity_ledger_history FROM {quoted}": f"{role} can INSERT on table "
+        "integrity_ledger_history through its own grant",
+        f"REVOKE INSERT ON TABLE integrity_audit_event FROM {quoted}": f"{role} can INSERT on table "
+        "integrity_audit_event through its own grant",
+    }
+    assert len(problems) == len(expected), problems
+    for fix, what in expected.items():
+        assert any(problem.startswith(what) and f"({fix}" in problem for problem in problems), (fix, problems)
+
+    # The fixes as given: revoking INSERT on the table takes its column grants with it, which the check names
+    # and granting again restores.
+    with owner.begin() as conn:
+        for fix in expected:
+            conn.execute(text(fix))
+    assert check_runtime_role(owner, role) == [
+        f"{role} lacks INSERT on columns seq, head_hash, created_at, key_id, algorithm, signature of table "
+        "integrity_audit_checkpoint, which the product needs (run `airflow integrity db migrate --runtime-role "
+        f"{role}` as {roles.owner}, the object's owner)"
+    ]
+    grant_runtime_role(owner, role)
+    assert check_runtime_role(owner, role) == []
+
+    # A predefined role that writes every table.
+    roles.admin(f"GRANT pg_write_all_data TO {quoted}")
+    try:
+        problems = check_runtime_role(owner, role)
+    finally:
+        roles.admin(f"REVOKE pg_write_all_data FROM {quoted}")
+    assert (
+        f"{role} can INSERT on table integrity_audit_intake as a whole, id, txid, recorded_at, seal included, "
+        f"through a predefined role it belongs to, such as pg_write_all_data (revoke that role from {quoted})"
+    ) in problems, problems
 
 
 def test_grant_refuses_roles_it_cannot_make_safe_naming_the_role_and_the_fix(fresh: Stores) -> None:

@@ -43,6 +43,8 @@ depends_on = None
 
 LEDGER = "integrity_ledger"
 BLOB = "integrity_ledger_blob"
+# What the ledger notes in a key's history without changing it (ClaimOutcome and StaleHolderError events).
+NOTE_EVENTS = ("replayed", "fingerprint_mismatch", "stale_holder_refused")
 _RESULT = ("result_json", "result_ref", "result_size", "result_sha256")
 _REFUSED = (
     "airflow-integrity: integrity_ledger rows change only through the transitions of the ledger (claim, lease "
@@ -210,18 +212,26 @@ def _postgres(rules: _Rules) -> None:
         END $$
         """
     )
-    # A note of a decision that changes nothing (a replay, a refusal), written for the caller.
+    # A note of a decision that changes nothing (a replay, a refusal), written for the caller: only the notes
+    # the ledger writes, never a transition (those are written by the check of the change itself).
+    allowed = ", ".join(f"'{event}'" for event in NOTE_EVENTS)
+    names = ", ".join(NOTE_EVENTS)
     op.execute(
         f"""
         CREATE FUNCTION integrity_ledger_note(
             p_namespace text, p_key text, p_event text, p_fingerprint text, p_holder text, p_details text
-        ) RETURNS void LANGUAGE sql AS $$
-        INSERT INTO integrity_ledger_history (ledger_id, namespace, idempotency_key, event, at, state,
-            fencing_token, fingerprint, holder, result_sha256, result_size, details)
-        SELECT id, namespace, idempotency_key, p_event, now(), state, fencing_token, p_fingerprint, p_holder,
-            result_sha256, result_size, p_details
-        FROM {LEDGER} WHERE namespace = p_namespace AND idempotency_key = p_key
-        $$
+        ) RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            IF p_event IS NULL OR p_event NOT IN ({allowed}) THEN
+                RAISE EXCEPTION 'airflow-integrity: % is not a note of the idempotency ledger (notes: {names}); '
+                    'transitions are recorded by the ledger itself', p_event USING ERRCODE = 'check_violation';
+            END IF;
+            INSERT INTO integrity_ledger_history (ledger_id, namespace, idempotency_key, event, at, state,
+                fencing_token, fingerprint, holder, result_sha256, result_size, details)
+            SELECT id, namespace, idempotency_key, p_event, now(), state, fencing_token, p_fingerprint, p_holder,
+                result_sha256, result_size, p_details
+            FROM {LEDGER} WHERE namespace = p_namespace AND idempotency_key = p_key;
+        END $$
         """
     )
     # History rows are written only by these functions, with their owner's rights: a runtime role that may
