@@ -169,7 +169,8 @@ def test_the_history_takes_no_transition_written_as_a_note(ledger: IdempotencyLe
     with pytest.raises(DBAPIError, match="is not a note of the idempotency ledger"):
         _sql(
             ledger.store,
-            "SELECT integrity_ledger_note('payments', :k, 'completed', NULL, NULL, '{\"payment_id\": \"PAY-FAKE\"}')",
+            "SELECT integrity_ledger_note('payments', :k, 'completed', NULL, NULL, :details)",
             k=KEY,
+            details='{"payment_id": "PAY-FAKE"}',
         )
     assert [h.event for h in ledger.history(KEY)] == ["claimed"]
