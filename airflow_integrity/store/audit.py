@@ -176,8 +176,8 @@ class AuditEvent:
         try_number: The task try.
         business_key: An optional business key, for example ``claim-42``; indexed for export.
         details: A JSON object of further facts. Record data as :func:`fingerprint` values, not the data.
-        event_id: A UUID identifying the event; generated when omitted. Appending an event whose id
-            is already recorded with the same content returns the stored record (safe retries).
+        event_id: A UUID identifying the event; generated when the event is made if omitted. Appending an
+            event whose id is already recorded with the same content returns the stored record (safe retries).
     """
 
     event_type: str
@@ -191,7 +191,9 @@ class AuditEvent:
     try_number: int | None = None
     business_key: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-    event_id: str | None = None
+    # Given when the event is made, so that every attempt to record it (a retry, a replay from the spool) is
+    # the same event.
+    event_id: str | None = field(default_factory=lambda: str(uuid.uuid4()))
 
     def identified(self) -> AuditEvent:
         """This event with its ``event_id`` set (a new UUID if it has none), so that every attempt to record
