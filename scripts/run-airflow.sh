@@ -18,6 +18,17 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
 
+# Another server on the port would answer the health check below for this one, and this one could not start.
+if python - "$PORT" <<'PY'
+import socket, sys
+with socket.socket() as s:
+    sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+PY
+then
+    echo "Port $PORT is already in use (another Airflow?). Stop it, or choose another port: AIRFLOW_PORT=8081 make run" >&2
+    exit 1
+fi
+
 mkdir -p "$AIRFLOW_HOME"
 PASSWORDS="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 if [ ! -s "$PASSWORDS" ]; then
