@@ -127,6 +127,28 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/var/spool/airflow-integrity",
                         "default": "",
                     },
+                    "audit_listeners": {
+                        "description": (
+                            "Record Airflow's task-instance and DAG-run states in the audit trail (the plugin's "
+                            "listeners, the check at the end of every DAG run and the scheduler's sweep). Switch "
+                            "it off only to see what `airflow integrity audit reconcile` finds without them."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "True",
+                    },
+                    "completeness_interval": {
+                        "description": (
+                            "Seconds between the scheduler's sweeps that record the states Airflow set without "
+                            "any listener being called (skips, clears, deferrals) in DAG runs still going; 0 "
+                            "leaves it to the end of each run."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "60",
+                        "default": "60",
+                    },
                     "quarantine_dir": {
                         "description": (
                             "Folder (local path or object-store URI) for the rows a validation with "

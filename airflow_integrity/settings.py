@@ -34,6 +34,8 @@ class IntegritySettings:
     checkpoint_key_conn_id: str = ""
     checkpoint_interval: float = 3600.0
     preload_validation: bool = True
+    audit_listeners: bool = True
+    completeness_interval: float = 60.0
 
 
 _OPTIONS = (
@@ -46,6 +48,8 @@ _OPTIONS = (
     "checkpoint_key_conn_id",
     "checkpoint_interval",
     "preload_validation",
+    "audit_listeners",
+    "completeness_interval",
 )
 # What can change the section while a process runs: the environment variables Airflow reads it from (none of
 # its options is sensitive, so no _CMD or _SECRET variant applies).
@@ -83,6 +87,8 @@ def _read_settings() -> IntegritySettings:
         checkpoint_key_conn_id=(conf.get(SECTION, "checkpoint_key_conn_id", fallback="") or "").strip(),
         checkpoint_interval=conf.getfloat(SECTION, "checkpoint_interval", fallback=3600.0),
         preload_validation=conf.getboolean(SECTION, "preload_validation", fallback=True),
+        audit_listeners=conf.getboolean(SECTION, "audit_listeners", fallback=True),
+        completeness_interval=conf.getfloat(SECTION, "completeness_interval", fallback=60.0),
     )
 
 

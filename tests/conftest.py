@@ -19,10 +19,39 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_HOME /
 # tests/dag_fixtures/ (small DAGs that exercise one operator each).
 _REPO = Path(__file__).resolve().parents[1]
 _LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+# Airflow's own example DAGs, a workload nobody here wrote, for the audit-completeness tests: a bundle of their
+# files alone (dag.test() syncs its whole bundle, and the folders hold DAGs that need plugins or other providers),
+# found without importing Airflow, which must not read its configuration before it is set above.
+AIRFLOW_EXAMPLES = {
+    "example_branch_operator": "providers/standard/example_dags",
+    "example_short_circuit_operator": "providers/standard/example_dags",
+    "example_bash_operator": "providers/standard/example_dags",
+    "example_skip_dag": "example_dags",
+    "example_dynamic_task_mapping": "example_dags",
+    "example_setup_teardown": "example_dags",
+    "example_task_group": "example_dags",
+    "example_xcom": "example_dags",
+}
+AIRFLOW_EXAMPLES_BUNDLE = _SESSION_HOME / "airflow-examples"
+
+
+def _airflow_examples() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("airflow")
+    assert spec is not None and spec.submodule_search_locations
+    package = Path(next(iter(spec.submodule_search_locations)))
+    AIRFLOW_EXAMPLES_BUNDLE.mkdir(exist_ok=True)
+    for dag_id, folder in AIRFLOW_EXAMPLES.items():
+        (AIRFLOW_EXAMPLES_BUNDLE / f"{dag_id}.py").symlink_to(package / folder / f"{dag_id}.py")
+    return AIRFLOW_EXAMPLES_BUNDLE
+
+
 os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
     [
         {"name": "dags-folder", "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(_REPO / "dags")}},
         {"name": "test-dags", "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(_REPO / "tests/dag_fixtures")}},
+        {"name": "airflow-examples", "classpath": _LOCAL_BUNDLE, "kwargs": {"path": str(_airflow_examples())}},
     ]
 )
 for _name in list(os.environ):

@@ -28,3 +28,10 @@ def load_fixture_dag(dag_id: str) -> Any:
 def load_example_dag(dag_id: str) -> Any:
     """An example DAG from dags/."""
     return _load(EXAMPLES, dag_id)
+
+
+def load_airflow_example(dag_id: str) -> Any:
+    """One of Airflow's own example DAGs (``tests.conftest.AIRFLOW_EXAMPLES``), from its bundle of their files."""
+    from tests.conftest import AIRFLOW_EXAMPLES_BUNDLE
+
+    return _load(AIRFLOW_EXAMPLES_BUNDLE, dag_id)

@@ -51,6 +51,20 @@ ARG_KEYED_ONLY = Arg(
     action="store_true",
 )
 ARG_OUTPUT = Arg(("--output", "-o"), help="Write to this file instead of standard output")
+ARG_RECONCILE_SINCE = Arg(
+    ("--since",), help="Only DAG runs started (or queued) at or after this ISO-8601 time (UTC if no zone)"
+)
+ARG_RECORD_GAPS = Arg(
+    ("--record-gaps",),
+    help="Record a reconciliation.gap event per gap found (once: a gap already marked is not marked again)",
+    action="store_true",
+)
+ARG_GRACE = Arg(
+    ("--grace",),
+    help="Seconds a worker has to record a task's outcome before its absence counts (default 30)",
+    type=float,
+    default=30.0,
+)
 
 AUDIT_COMMANDS = (
     ActionCommand(
@@ -81,6 +95,13 @@ AUDIT_COMMANDS = (
         help="Verify the trail since the last checkpoint and sign its head now",
         func=lazy_load_command("airflow_integrity.cli.audit_command.checkpoint"),
         args=(ARG_CONN_ID, ARG_KEY_CONN_ID),
+    ),
+    ActionCommand(
+        name="reconcile",
+        help="Compare Airflow's metadata database with the trail: list every task-instance and DAG-run state "
+        "without its event (exit 1 when any); record nothing unless --record-gaps",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.reconcile"),
+        args=(ARG_CONN_ID, ARG_DAG_ID, ARG_RECONCILE_SINCE, ARG_RECORD_GAPS, ARG_GRACE),
     ),
     ActionCommand(
         name="drain",
@@ -242,3 +263,60 @@ def drain(args: argparse.Namespace) -> None:
         )
     if report.set_aside or report.remaining:
         raise SystemExit(1)
+
+
+def reconcile(args: argparse.Namespace) -> None:
+    """List the states without their event; exit 1 when there is any (after recording markers, if asked)."""
+    import datetime as dt
+
+    from airflow_integrity.completeness.gaps import find_gaps, gap_events
+    from airflow_integrity.completeness.metadata import read_runs
+    from airflow_integrity.store import StoreError
+    from airflow_integrity.store.audit_export import to_timestamp
+
+    hook = _hook(args)
+    try:
+        since = to_timestamp(getattr(args, "since", None), "--since")
+        store = hook.get_store()
+        keys = _run_keys(getattr(args, "dag_id", None), since)
+        gaps = []
+        for start in range(0, len(keys), 200):
+            runs = _read(read_runs, keys[start : start + 200])
+            gaps.extend(find_gaps(store, runs, grace=dt.timedelta(seconds=getattr(args, "grace", 30.0))))
+        for gap in gaps:
+            print(gap.describe())
+        print(f"{len(keys)} DAG run(s) compared with the trail: {len(gaps)} state(s) without their event.")
+        unmarked = [gap for gap in gaps if not gap.marked]
+        if getattr(args, "record_gaps", False) and unmarked:
+            hook.record_events(
+                gap_events(unmarked, recorded_by="airflow integrity audit reconcile", as_markers=True)
+            )
+            print(f"Recorded {len(unmarked)} reconciliation.gap event(s).")
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    if gaps:
+        raise SystemExit(1)
+
+
+def _run_keys(dag_id: str | None, since: str | None) -> list[tuple[str, str]]:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    from airflow_integrity.store.audit import parse_timestamp
+
+    query = select(DagRun.dag_id, DagRun.run_id).order_by(DagRun.id)
+    if dag_id:
+        query = query.where(DagRun.dag_id == dag_id)
+    if since:
+        query = query.where(func.coalesce(DagRun.start_date, DagRun.queued_at) >= parse_timestamp(since))
+    with create_session() as session:
+        return [(row.dag_id, row.run_id) for row in session.execute(query)]
+
+
+def _read(read_runs: Any, keys: list[tuple[str, str]]) -> Any:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return read_runs(session, keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -212,6 +213,30 @@ class IntegrityCheckHook(BaseHook):
                 exc,
             )
             return None
+
+    def record_events(self, events: Sequence[AuditEvent], *, keep: bool = False) -> int:
+        """Record several events at once, in their order (one statement), as :meth:`record_event` records one;
+        return how many reached the store (0 when they were spooled)."""
+        if not events:
+            return 0
+        events = [event.identified() for event in events]
+        attempted_at = datetime.now(timezone.utc)
+        try:
+            AuditLog(self.get_store()).record_many(events)
+            return len(events)
+        except AuditEventError:
+            raise
+        except StoreError as exc:
+            if self._settings.audit_on_store_error != "spool" and not keep:
+                raise AuditUnavailableError(
+                    f"{len(events)} audit events could not be recorded ([integrity] audit_on_store_error = fail): "
+                    f"{exc}"
+                ) from exc
+            spool = _spool(self._settings.spool_dir)
+            for event in events:
+                spool.put(event, occurred_at=attempted_at, reason=f"{type(exc).__name__}: {exc}")
+            self.log.warning("Integrity store could not take %d audit events; spooled: %s", len(events), exc)
+            return 0
 
     def drain_spool(self) -> DrainReport:
         """Replay every spooled audit event into the store, in order, and chain them.

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from airflow_integrity.listeners.dispatch import lost, run_isolated, submit_isolated
+from airflow_integrity.listeners.dispatch import listening, lost, run_isolated, submit_isolated
 from airflow_integrity.listeners.request_user import current_user
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,23 @@ def _checkpoint_if_due() -> None:
     submit_isolated(_sign_checkpoint)
 
 
+def _settle(dag_run: Any) -> None:
+    """Before a run's final event: record the states of its tasks that no listener recorded."""
+    from airflow_integrity.completeness.sweep import settle_run
+
+    try:
+        settle_run(dag_run)
+    except Exception:
+        log.exception("airflow-integrity: the states of %s not yet in the trail were not recorded", dag_run)
+
+
 def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = False) -> None:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.identity import actor
     from airflow_integrity.store.audit import AuditEvent
 
+    if not listening():
+        return
     event = None
     try:
         state = getattr(dag_run, "state", None)
@@ -83,6 +95,8 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
 @hookimpl
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
     """A DAG run succeeded, or was marked success: the run's events are all chained when this returns."""
+    if listening():
+        _settle(dag_run)
     _record("dag_run.success", dag_run, msg, chain=True)
     _checkpoint_if_due()
 
@@ -90,5 +104,7 @@ def on_dag_run_success(dag_run: Any, msg: str) -> None:
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     """A DAG run failed, or was marked failed: the run's events are all chained when this returns."""
+    if listening():
+        _settle(dag_run)
     _record("dag_run.failed", dag_run, msg, chain=True)
     _checkpoint_if_due()

@@ -32,6 +32,16 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
+def listening() -> bool:
+    """Whether the listeners record states (``[integrity] audit_listeners``, on unless switched off)."""
+    from airflow_integrity.settings import load_settings
+
+    try:
+        return load_settings().audit_listeners
+    except Exception:
+        return True
+
+
 def run_isolated(work: Callable[[], T], timeout: float = 120.0) -> T:
     """Run ``work`` where it cannot touch the caller's metadata session, and return its result."""
     if in_task_runner():

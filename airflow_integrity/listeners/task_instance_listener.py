@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from airflow_integrity.listeners.dispatch import lost, run_isolated
+from airflow_integrity.listeners.dispatch import listening, lost, run_isolated
 from airflow_integrity.listeners.request_user import current_user
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ def _refuse_to_run(task_instance: Any, reason: str) -> None:
 def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dict[str, Any] | None = None) -> None:
     from airflow_integrity.audit import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+    if not listening():
+        return
 
     manual = previous_state is None and current_user() is not None
     details = {
@@ -77,6 +80,8 @@ def _record_approval(task_instance: Any) -> None:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.listeners.approvals import approval_event
 
+    if not listening():
+        return
     event = None
     try:
         found = approval_event(getattr(task_instance, "task", None))

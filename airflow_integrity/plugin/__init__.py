@@ -8,7 +8,13 @@ from typing import Any
 
 from airflow.sdk.plugins_manager import AirflowPlugin
 
-from airflow_integrity.listeners import dag_run_listener, preload, spool_drain, task_instance_listener
+from airflow_integrity.listeners import (
+    completeness_listener,
+    dag_run_listener,
+    preload,
+    spool_drain,
+    task_instance_listener,
+)
 from airflow_integrity.plugin.middleware import RequestUserMiddleware
 from airflow_integrity.plugin.task_end_watch import TaskEndWatchMiddleware
 
@@ -48,7 +54,7 @@ class IntegrityPlugin(AirflowPlugin):
     """Registers the audit listeners, the ``/integrity`` FastAPI app and the "Integrity" navigation entry."""
 
     name = "integrity"
-    listeners = [task_instance_listener, dag_run_listener, preload, spool_drain]
+    listeners = [task_instance_listener, dag_run_listener, preload, spool_drain, completeness_listener]
     fastapi_root_middlewares = [
         {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"},
         {"middleware": TaskEndWatchMiddleware, "args": [], "kwargs": {}, "name": "integrity-task-end-watch"},
