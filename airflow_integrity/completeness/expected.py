@@ -224,14 +224,13 @@ def _from_log(run: Run) -> list[Expected]:
 def _run_events(run: Run, include_final: bool) -> list[Expected]:
     events = []
     if run.queued_at is not None:
-        created = {
-            "run_type": run.run_type,
-            "triggered_by": run.triggered_by,
-            "triggering_user": run.triggering_user,
-        }
+        created = {"triggered_by": run.triggered_by, "triggering_user": run.triggering_user}
         events.append(_event("dag_run", "queued", None, run.queued_at, created, actor=run.triggering_user))
     if run.start_date is not None:
         events.append(_event("dag_run", "running", None, run.start_date, None))
     if include_final and run.state in ("success", "failed"):
         events.append(_event("dag_run", run.state, None, run.end_date, None))
+    for event in events:
+        # Every run event names how the run was made, as the run listener's events do.
+        event.details["run_type"] = run.run_type
     return events

@@ -163,7 +163,13 @@ def test_unreachable_store_is_reported_without_a_traceback(
 
 @pytest.mark.unit
 def test_audit_commands_are_defined_lazily() -> None:
-    assert [c.name for c in audit_command.AUDIT_COMMANDS] == ["verify", "export", "checkpoint", "drain"]
+    assert [c.name for c in audit_command.AUDIT_COMMANDS] == [
+        "verify",
+        "export",
+        "checkpoint",
+        "reconcile",
+        "drain",
+    ]
     flags = {a.flags[0] for c in audit_command.AUDIT_COMMANDS for a in c.args}
     assert {"--key-conn-id", "--format", "--business-key", "--since", "--until", "--output"} <= flags
 
