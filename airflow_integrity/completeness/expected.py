@@ -170,17 +170,33 @@ def _cleared(run: Run) -> list[Expected]:
 
 
 def _clear_request(log: list[LogRow], t: Try, later: Try | None) -> LogRow | None:
-    """The person's clear request between the end of ``t`` and the start of the next try, if any."""
+    """The clear request that archived ``t``: the last one between the end of ``t`` and the start of the next
+    try that may have named it (an earlier one in that window cleared other tasks)."""
     start = t.end_date or t.updated_at
     end = later.start_date if later is not None and later.try_number > t.try_number else None
+    found = None
     for row in log:
         if row.event not in CLEAR_LOG_EVENTS or row.at is None or start is None:
             continue
-        if row.task_id not in (None, t.task_id):
+        if row.task_id not in (None, t.task_id) or not _may_name(row, t.task_id):
             continue
-        if row.at >= start and (end is None or row.at <= end):
-            return row
-    return None
+        if (
+            row.at >= start
+            and (end is None or row.at <= end)
+            and (found is None or found.at is None or row.at >= found.at)
+        ):
+            found = row
+    return found
+
+
+def _may_name(row: LogRow, task_id: str) -> bool:
+    """Whether a clear request may have cleared ``task_id``: an API request lists its tasks (``task_ids``,
+    each a task id or ``[task id, map index]``) unless it also takes their relatives."""
+    extra = _extra(row)
+    named = extra.get("task_ids")
+    if not isinstance(named, list) or extra.get("include_upstream") or extra.get("include_downstream"):
+        return True
+    return any(item == task_id or (isinstance(item, list) and item[:1] == [task_id]) for item in named)
 
 
 def _extra(row: LogRow) -> dict[str, Any]:

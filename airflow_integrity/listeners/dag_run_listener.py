@@ -9,7 +9,7 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 from airflow_integrity.listeners.dispatch import listening, lost, run_isolated, submit_isolated
-from airflow_integrity.listeners.request_user import current_user
+from airflow_integrity.listeners.request_user import current_request, current_user
 
 log = logging.getLogger(__name__)
 # A process looks whether a periodic checkpoint is due at most this often (the store decides if it is).
@@ -67,6 +67,13 @@ def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = Fal
         state = getattr(dag_run, "state", None)
         run_type = getattr(dag_run, "run_type", None)
         dag_version = getattr(dag_run, "created_dag_version_id", None)
+        details: dict[str, Any] = {
+            "state": None if state is None else str(getattr(state, "value", state)),
+            "run_type": None if run_type is None else str(getattr(run_type, "value", run_type)),
+            "message": (msg or None) and str(msg)[:2000],
+        }
+        if current_user() is not None:
+            details["cause"] = {"kind": "person", "by": current_user(), "request": current_request()}
         event = AuditEvent(
             event_type=event_type,
             actor=actor(current_user()),
@@ -74,11 +81,7 @@ def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = Fal
             run_id=getattr(dag_run, "run_id", None),
             bundle_version=getattr(dag_run, "bundle_version", None),
             dag_version=str(dag_version) if dag_version is not None else None,
-            details={
-                "state": None if state is None else str(getattr(state, "value", state)),
-                "run_type": None if run_type is None else str(getattr(run_type, "value", run_type)),
-                "message": (msg or None) and str(msg)[:2000],
-            },
+            details=details,
         )
         # The run's state has already changed: when the store cannot take the event, it is spooled.
         run_isolated(lambda: IntegrityCheckHook().record_event(event, chain=chain, keep=True))

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 
-_request_user: ContextVar[str | None] = ContextVar("integrity_request_user", default=None)
+_request: ContextVar[tuple[str | None, str | None]] = ContextVar("integrity_request", default=(None, None))
 
 
 def current_user() -> str | None:
     """The authenticated user of the API request being served, or ``None`` outside one."""
-    return _request_user.get()
+    return _request.get()[0]
 
 
-def set_current_user(user: str | None) -> Token[str | None]:
-    """Set the request's user; return the token that restores the previous value."""
-    return _request_user.set(user)
+def current_request() -> str | None:
+    """The API request being served, as ``METHOD path`` (for example ``PATCH /api/v2/dags/…``)."""
+    return _request.get()[1]
 
 
-def reset_current_user(token: Token[str | None]) -> None:
-    """Restore the value before :func:`set_current_user`."""
-    _request_user.reset(token)
+def set_current_user(user: str | None, request: str | None = None) -> Token[tuple[str | None, str | None]]:
+    """Set the request's user and the request itself; return the token that restores the previous values."""
+    return _request.set((user, request))
+
+
+def reset_current_user(token: Token[tuple[str | None, str | None]]) -> None:
+    """Restore the values before :func:`set_current_user`."""
+    _request.reset(token)

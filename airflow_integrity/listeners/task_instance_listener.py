@@ -17,7 +17,7 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 from airflow_integrity.listeners.dispatch import listening, lost, run_isolated
-from airflow_integrity.listeners.request_user import current_user
+from airflow_integrity.listeners.request_user import current_request, current_user
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dic
     }
     if manual:
         details["manual"] = True
+        details["cause"] = {"kind": "person", "by": current_user(), "request": current_request()}
     starting = event_type == "task_instance.running"
     event = None
     try:

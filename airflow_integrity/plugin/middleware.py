@@ -48,7 +48,7 @@ class RequestUserMiddleware:
             return
         token = _token(scope)
         user = await _user_name(token) if token else None
-        marker = set_current_user(user)
+        marker = set_current_user(user, f"{scope.get('method')} {scope.get('path')}")
         try:
             await self.app(scope, receive, send)
         finally:

@@ -58,7 +58,10 @@ def record_unreported_end(ti_id: uuid.UUID, state: str) -> bool:
     from airflow_integrity.audit import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.identity import task_instance_identity
+    from airflow_integrity.listeners.dispatch import listening
 
+    if not listening():
+        return False
     event_type = f"task_instance.{state}"
     with create_session() as session:
         ti = session.get(TaskInstance, ti_id)

@@ -138,3 +138,17 @@ def test_with_the_listeners_off_reconcile_lists_every_gap_and_marks_each_once(
     code, out = _reconcile(run, capsys, record_gaps=True)
     assert code == 1 and "[marked in the trail]" in out and "Recorded" not in out
     assert len(_events(store_conn_env, run.dag_id, run.run_id)) == gaps
+
+
+def test_a_deferral_its_resumption_and_a_reschedule_have_their_events(
+    airflow_db, store_conn_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = load_fixture_dag("completeness_waits").test()
+    events = _events(store_conn_env, run.dag_id, run.run_id)
+    assert _final_states_without_events(run, events) == []
+    deferred = [e.event_type for e in events if e.task_id == "wait_for_cutoff"]
+    assert deferred.index("task_instance.deferred") < deferred.index("task_instance.resumed"), deferred
+    rescheduled = [e.event_type for e in events if e.task_id == "documents_arrived"]
+    assert "task_instance.up_for_reschedule" in rescheduled, rescheduled
+    code, out = _reconcile(run, capsys)
+    assert code == 0, out
