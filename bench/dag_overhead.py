@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -98,8 +99,34 @@ def _listener_events(store: Any, run_ids: list[str]) -> tuple[dict[str, set[str]
     return complete, total
 
 
+def _completeness_costs(scheduler_log: str) -> dict[str, list[float]]:
+    """The scheduler's own timings of the end-of-run comparison with the trail and of its periodic sweep."""
+    at_end = [float(ms) for ms in re.findall(r"compared with the trail at its end in (\d+) ms", scheduler_log)]
+    sweeps = [float(ms) for ms in re.findall(r"completeness sweep of \d+ run\(s\) in (\d+) ms", scheduler_log)]
+    recorded = [int(n) for n in re.findall(r"ms, (\d+) state event\(s\) recorded", scheduler_log)]
+    return {"at_end_ms": at_end, "sweep_ms": sweeps, "recorded": [float(sum(recorded))]}
+
+
+def _costs_line(costs: dict[str, list[float]]) -> str:
+    def median(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f} ms" if values else "-"
+
+    return (
+        f"end-of-run check median {median(costs['at_end_ms'])} over {len(costs['at_end_ms'])} runs "
+        f"(max {max(costs['at_end_ms'], default=0):.0f}), sweep median {median(costs['sweep_ms'])} over "
+        f"{len(costs['sweep_ms'])} sweeps, {costs['recorded'][0]:.0f} events recorded by either; "
+        "reconcile: no gap"
+    )
+
+
 def _cluster(
-    pg: PostgresServer, work: Path, name: str, plugin: bool, runs: int, first: str
+    pg: PostgresServer,
+    work: Path,
+    name: str,
+    plugin: bool,
+    runs: int,
+    first: str,
+    completeness: list[dict[str, list[float]]],
 ) -> dict[str, list[dict[str, Any]]]:
     home = work / name
     (home / "plugins").mkdir(parents=True)
@@ -136,6 +163,14 @@ def _cluster(
                         + ")",
                         flush=True,
                     )
+            if plugin:
+                reconciled = cluster.airflow_cli("integrity", "audit", "reconcile", "--grace", "0")
+                if reconciled.returncode != 0:
+                    raise RuntimeError(f"{name}: states without their event\n{reconciled.stdout}")
+            scheduler_log = cluster.component_log("scheduler")
+        if plugin:
+            completeness.append(_completeness_costs(scheduler_log))
+            print(f"  {name:>18} completeness: {_costs_line(completeness[-1])}", flush=True)
         run_ids = [*warm_ups.values(), *(r["run_id"] for outcomes in results.values() for r in outcomes)]
         from airflow_integrity.store import IntegrityStore, StoreLocation
         from airflow_integrity.store.audit_verify import verify
@@ -189,6 +224,7 @@ def main() -> None:
         flush=True,
     )
     per_round: list[dict[tuple[bool, str], dict[str, Any]]] = []
+    completeness: list[dict[str, list[float]]] = []
     started = time.monotonic()
     try:
         with start_postgres(work, external_env="INTEGRITY_BENCH_PG_URI") as pg:
@@ -198,7 +234,9 @@ def main() -> None:
                 for plugin in modes:
                     name = f"r{index + 1}-plugin-{'on' if plugin else 'off'}"
                     first = INTEGRITY_DAG if index % 2 == 0 else PLAIN_DAG
-                    for dag_id, outcomes in _cluster(pg, work, name, plugin, args.runs, first).items():
+                    for dag_id, outcomes in _cluster(
+                        pg, work, name, plugin, args.runs, first, completeness
+                    ).items():
                         kinds = outcomes[0]["by_kind"].keys()
                         medians[(plugin, dag_id)] = {
                             "wall": statistics.median(o["wall"] for o in outcomes),
@@ -226,6 +264,12 @@ def main() -> None:
 
     def ratios(a: tuple[bool, str], b: tuple[bool, str], field: str) -> list[float]:
         return [r[a][field] / r[b][field] for r in per_round]
+
+    every = {
+        key: [v for costs in completeness for v in costs[key]] for key in ("at_end_ms", "sweep_ms", "recorded")
+    }
+    every["recorded"] = [sum(every["recorded"])]
+    print(f"\ncompleteness in the scheduler, all rounds: {_costs_line(every)}")
 
     on_i, off_i, on_p, off_p = (True, INTEGRITY_DAG), (False, INTEGRITY_DAG), (True, PLAIN_DAG), (False, PLAIN_DAG)
     for field, title in (("wall", "run time"), ("task_seconds", "task seconds")):

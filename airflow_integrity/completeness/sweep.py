@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Any
 
 from airflow_integrity.completeness.gaps import find_gaps, gap_events
@@ -45,16 +46,24 @@ def settle_run(dag_run: Any) -> int:
 
     from airflow_integrity.listeners.dispatch import run_isolated
 
+    started = time.perf_counter()
     session = object_session(dag_run)
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own:
-            run = read_runs(own, [(dag_run.dag_id, dag_run.run_id)])
-        runs = run
+            runs = read_runs(own, [(dag_run.dag_id, dag_run.run_id)])
     else:
         runs = [read_dag_run(session, dag_run)]
-    return run_isolated(lambda: _record(runs, recorded_by=AT_RUN_END, include_final_run_state=False))
+    recorded = run_isolated(lambda: _record(runs, recorded_by=AT_RUN_END, include_final_run_state=False))
+    log.info(
+        "airflow-integrity: %s / %s compared with the trail at its end in %.0f ms, %d state event(s) recorded",
+        dag_run.dag_id,
+        dag_run.run_id,
+        (time.perf_counter() - started) * 1000,
+        recorded,
+    )
+    return recorded
 
 
 def sweep_once(now: dt.datetime | None = None) -> int:
@@ -63,6 +72,7 @@ def sweep_once(now: dt.datetime | None = None) -> int:
     from airflow.utils.session import create_session
     from sqlalchemy import or_, select
 
+    started = time.perf_counter()
     now = now or dt.datetime.now(dt.timezone.utc)
     with create_session() as session:
         keys = session.execute(
@@ -71,7 +81,14 @@ def sweep_once(now: dt.datetime | None = None) -> int:
             )
         ).all()
         runs = read_runs(session, [(k.dag_id, k.run_id) for k in keys])
-    return _record(runs, recorded_by=IN_SWEEP, include_final_run_state=True) if runs else 0
+    recorded = _record(runs, recorded_by=IN_SWEEP, include_final_run_state=True) if runs else 0
+    log.info(
+        "airflow-integrity: completeness sweep of %d run(s) in %.0f ms, %d state event(s) recorded",
+        len(runs),
+        (time.perf_counter() - started) * 1000,
+        recorded,
+    )
+    return recorded
 
 
 class Sweeper:
