@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy airflow_integrity
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .airflow

@@ -1,4 +1,5 @@
-"""The ``[integrity]`` configuration section, read with the same defaults the provider info declares."""
+"""The ``[integrity]`` configuration section, read with the defaults the provider info declares (its ``config``
+section is the one place they are written; ``airflow config list`` shows the same)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_CONN_ID = "integrity_default"
 SECTION = "integrity"
+
+
+def declared_defaults() -> dict[str, str]:
+    """The default of every ``[integrity]`` option, as the provider info declares it to Airflow."""
+    from airflow_integrity.get_provider_info import get_provider_info
+
+    options = get_provider_info()["config"][SECTION]["options"]
+    return {name: str(option["default"]) for name, option in options.items()}
+
+
+_DEFAULTS = declared_defaults()
+DEFAULT_CONN_ID = _DEFAULTS["conn_id"]
 
 
 def _conf():  # type: ignore[no-untyped-def]
@@ -23,7 +35,7 @@ def airflow_home() -> Path:
 
 @dataclass(frozen=True)
 class IntegritySettings:
-    """Values of the ``[integrity]`` section that the store needs."""
+    """The values of the ``[integrity]`` section."""
 
     conn_id: str
     sqlite_path: Path
@@ -31,26 +43,15 @@ class IntegritySettings:
     sqlite_busy_timeout: float
     audit_on_store_error: str
     spool_dir: Path
-    checkpoint_key_conn_id: str = ""
-    checkpoint_interval: float = 3600.0
-    preload_validation: bool = True
-    audit_listeners: bool = True
-    completeness_interval: float = 60.0
+    checkpoint_key_conn_id: str
+    checkpoint_interval: float
+    preload_validation: bool
+    audit_listeners: bool
+    completeness_interval: float
+    quarantine_dir: str
 
 
-_OPTIONS = (
-    "conn_id",
-    "sqlite_path",
-    "auto_migrate",
-    "sqlite_busy_timeout",
-    "audit_on_store_error",
-    "spool_dir",
-    "checkpoint_key_conn_id",
-    "checkpoint_interval",
-    "preload_validation",
-    "audit_listeners",
-    "completeness_interval",
-)
+_OPTIONS = tuple(_DEFAULTS)
 # What can change the section while a process runs: the environment variables Airflow reads it from (none of
 # its options is sensitive, so no _CMD or _SECRET variant applies).
 _ENVIRONMENT = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", *(f"AIRFLOW__{SECTION.upper()}__{o.upper()}" for o in _OPTIONS))
@@ -75,21 +76,38 @@ def load_settings() -> IntegritySettings:
 
 def _read_settings() -> IntegritySettings:
     conf = _conf()
-    raw_path = conf.get(SECTION, "sqlite_path", fallback="") or ""
-    spool = conf.get(SECTION, "spool_dir", fallback="") or ""
+    d = _DEFAULTS
+
+    def text(option: str) -> str:
+        return (conf.get(SECTION, option, fallback=d[option]) or "").strip()
+
+    def flag(option: str) -> bool:
+        return bool(conf.getboolean(SECTION, option, fallback=d[option].lower() == "true"))
+
+    def number(option: str) -> float:
+        return float(conf.getfloat(SECTION, option, fallback=float(d[option])))
+
+    raw_path, spool = text("sqlite_path"), text("spool_dir")
     return IntegritySettings(
-        conn_id=conf.get(SECTION, "conn_id", fallback=DEFAULT_CONN_ID) or DEFAULT_CONN_ID,
+        conn_id=text("conn_id") or DEFAULT_CONN_ID,
         sqlite_path=Path(raw_path).expanduser() if raw_path else airflow_home() / "integrity.db",
-        auto_migrate=conf.getboolean(SECTION, "auto_migrate", fallback=True),
-        sqlite_busy_timeout=conf.getfloat(SECTION, "sqlite_busy_timeout", fallback=60.0),
-        audit_on_store_error=_policy(conf.get(SECTION, "audit_on_store_error", fallback="fail")),
+        auto_migrate=flag("auto_migrate"),
+        sqlite_busy_timeout=number("sqlite_busy_timeout"),
+        audit_on_store_error=_policy(text("audit_on_store_error")),
         spool_dir=Path(spool).expanduser() if spool else airflow_home() / "integrity-spool",
-        checkpoint_key_conn_id=(conf.get(SECTION, "checkpoint_key_conn_id", fallback="") or "").strip(),
-        checkpoint_interval=conf.getfloat(SECTION, "checkpoint_interval", fallback=3600.0),
-        preload_validation=conf.getboolean(SECTION, "preload_validation", fallback=True),
-        audit_listeners=conf.getboolean(SECTION, "audit_listeners", fallback=True),
-        completeness_interval=conf.getfloat(SECTION, "completeness_interval", fallback=60.0),
+        checkpoint_key_conn_id=text("checkpoint_key_conn_id"),
+        checkpoint_interval=number("checkpoint_interval"),
+        preload_validation=flag("preload_validation"),
+        audit_listeners=flag("audit_listeners"),
+        completeness_interval=number("completeness_interval"),
+        quarantine_dir=text("quarantine_dir"),
     )
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` (``False`` when unset): what every deferrable operator and sensor of
+    the package defaults to, as Airflow's own do."""
+    return bool(_conf().getboolean("operators", "default_deferrable", fallback=False))
 
 
 AUDIT_POLICIES = ("fail", "spool")

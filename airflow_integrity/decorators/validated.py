@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import DecoratedOperator, task_decorator_factory
 from airflow.providers.standard.operators.python import PythonOperator
 
-from airflow_integrity.operators.validate import check_handoff_arguments, dag_code_params
+from airflow_integrity.operators.validate import HandoffPolicyArguments
 from airflow_integrity.validation.suite_refs import check_suite_reference
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
+class _ValidatedDecoratedOperator(HandoffPolicyArguments, DecoratedOperator, PythonOperator):
     """Runs the function, validates its return value (and, optionally, named inputs), applies the policy.
 
     Args:
@@ -84,13 +84,6 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
         integrity_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        check_handoff_arguments(
-            on_failure,
-            quarantine_path=quarantine_path,
-            quarantine_format=quarantine_format,
-            max_unexpected_fraction=max_unexpected_fraction,
-            samples=samples,
-        )
         for ref in [suite, *(input_suites or {}).values()]:
             check_suite_reference(ref, context_dir=context_dir)
         unknown = set(input_suites or {}) - set(inspect.signature(python_callable).parameters)
@@ -106,20 +99,12 @@ class _ValidatedDecoratedOperator(DecoratedOperator, PythonOperator):
             op_kwargs=op_kwargs,
             **kwargs,
         )
+        self.keep_policy_arguments(locals())
         self.suite = suite
-        self.on_failure = on_failure
-        self.quarantine_path = quarantine_path
-        self._quarantine_path_template = quarantine_path  # as written in the DAG: rendering replaces the other
-        self._dag_code_params = dag_code_params(self) if on_failure == "quarantine" else {}
-        self.quarantine_format = quarantine_format
-        self.allow_quarantine_path_from_conf = allow_quarantine_path_from_conf
-        self.max_unexpected_fraction = max_unexpected_fraction
-        self.quarantine_warnings = quarantine_warnings
         self.input_suites = dict(input_suites or {})
         self.expectation_parameters = expectation_parameters
         self.context_dir = context_dir
         self.allow_empty = allow_empty
-        self.samples = samples
         self.business_key = business_key
         self.integrity_conn_id = integrity_conn_id
 

@@ -15,7 +15,7 @@ from airflow_integrity.settings import load_settings
 
 if TYPE_CHECKING:
     from airflow_integrity.store import IntegrityStore
-    from airflow_integrity.store.checkpoints import Checkpoint, CheckpointKey
+    from airflow_integrity.store.audit.signing import Checkpoint, CheckpointKey
 
 log = logging.getLogger(__name__)
 # How far in the future (by this host's clock) a checkpoint's signing time may lie and still count.
@@ -31,7 +31,7 @@ def load_checkpoint_key(conn_id: str) -> CheckpointKey:
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from airflow_integrity.store.checkpoints import CheckpointKey, CheckpointKeyError
+    from airflow_integrity.store.audit.signing import CheckpointKey, CheckpointKeyError
 
     try:
         conn = BaseHook.get_connection(conn_id)
@@ -61,7 +61,7 @@ def latest_checkpoint_time(
     otherwise date one far in the future and so switch periodic signing off. One dated more than
     :data:`CLOCK_SKEW` after ``now`` does not count either.
     """
-    from airflow_integrity.store.checkpoints import list_checkpoints, store_id
+    from airflow_integrity.store.audit.signing import list_checkpoints, store_id
 
     now = now or datetime.now(timezone.utc)
     with store.read() as conn:
@@ -94,7 +94,7 @@ def checkpoint_if_due(store: IntegrityStore, *, now: datetime | None = None) -> 
     Several schedulers may both find a checkpoint due and both sign: two checkpoints of nearly the same
     head are harmless, a missed one is not.
     """
-    from airflow_integrity.store.checkpoints import create_checkpoint
+    from airflow_integrity.store.audit.checkpoints import create_checkpoint
 
     settings = load_settings()
     if not settings.checkpoint_key_conn_id:

@@ -19,7 +19,6 @@ from typing import Any
 
 from airflow_integrity.validation.errors import DataError, SourceUnavailableError
 
-_FIELDS = ("path", "sql", "table", "endpoint")
 # Connection extras that are libpq parameters (a socket directory as host, TLS files, ...); others (Airflow's
 # own "cursor", "iam", ...) are not for the driver.
 _LIBPQ_PARAMETERS = frozenset(
@@ -182,62 +181,4 @@ def sqlalchemy_url(conn_id: str) -> Any:
         f"Connection {conn_id!r} is of type {conn.conn_type!r}, which is not an SQL database this package can "
         "reach. Install the Airflow provider of that database (its hook gives the SQLAlchemy URL), or use a "
         "sqlite:// or postgresql:// connection."
-    )
-
-
-def source_from_arguments(
-    *,
-    path: Any = None,
-    file_format: str | None = None,
-    read_options: Mapping[str, Any] | None = None,
-    conn_id: str | None = None,
-    sql: str | None = None,
-    table: str | None = None,
-    schema: str | None = None,
-    http_conn_id: str | None = None,
-    endpoint: str | None = None,
-    method: str = "GET",
-    request_data: Any = None,
-    headers: Mapping[str, Any] | None = None,
-    records_path: str | None = None,
-) -> DataSource | None:
-    """Build the one :class:`DataSource` the arguments describe, or ``None`` when they describe none.
-
-    Raises:
-        DataError: More than one source is given, or an SQL source without ``conn_id`` / an HTTP source without
-            ``http_conn_id``; the message names the arguments.
-    """
-    given = [name for name, value in zip(_FIELDS, (path, sql, table, endpoint), strict=True) if value]
-    if sql and table:
-        raise DataError("Pass either sql= (a SELECT statement) or table= (a table name), not both.")
-    kinds = {"sql" if name in ("sql", "table") else name for name in given}
-    if len(kinds) > 1:
-        raise DataError(
-            f"Several data sources were given ({', '.join(given)}); pass exactly one of path=, sql=/table= "
-            "or endpoint=."
-        )
-    if not given:
-        return None
-    if path:
-        return DataSource(
-            kind="path",
-            path=path_text(path),
-            storage_conn_id=getattr(path, "conn_id", None),
-            file_format=file_format,
-            read_options=dict(read_options) if read_options else None,
-        )
-    if sql or table:
-        if not conn_id:
-            raise DataError("An SQL source needs conn_id=, the Airflow connection of the database.")
-        return DataSource(kind="sql", conn_id=conn_id, sql=sql, table=table, schema=schema)
-    if not http_conn_id:
-        raise DataError("An HTTP source needs http_conn_id=, the Airflow HTTP connection of the endpoint.")
-    return DataSource(
-        kind="http",
-        conn_id=http_conn_id,
-        endpoint=endpoint,
-        method=method.upper(),
-        request_data=request_data,
-        headers=dict(headers) if headers else None,
-        records_path=records_path,
     )

@@ -18,21 +18,19 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_integrity.audit import build_event, redact_text
+from airflow_integrity.hooks.events import build_event, redact_text
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.store.errors import StoreError
-from airflow_integrity.store.ledger import IdempotencyLedger
-from airflow_integrity.store.ledger_codec import (
+from airflow_integrity.store.ledger.codec import (
     check_durations,
-    fingerprint,
+    inputs_digest,
     legacy_fingerprint,
     show_key,
     validate_key,
     validate_namespace,
 )
-from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
-from airflow_integrity.store.ledger_heartbeat import LeaseHeartbeat
-from airflow_integrity.store.ledger_types import (
+from airflow_integrity.store.ledger.defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
+from airflow_integrity.store.ledger.entries import (
     ClaimOutcome,
     ClaimStatus,
     Completion,
@@ -43,6 +41,8 @@ from airflow_integrity.store.ledger_types import (
     ResultTooLargeError,
     StaleHolderError,
 )
+from airflow_integrity.store.ledger.heartbeat import LeaseHeartbeat
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from airflow_integrity.store.limits import MAX_BUSINESS_KEY_LENGTH
 
 __all__ = [
@@ -145,7 +145,7 @@ def fingerprint_of(inputs: Any, *, key: str, what: str) -> str:
         what: Where the inputs came from, for example ``"op_args/op_kwargs of task 'pay'"``.
     """
     try:
-        return fingerprint(inputs)
+        return inputs_digest(inputs)
     except LedgerInputError as exc:
         raise _unfingerprintable(exc, key, what) from exc
 

@@ -20,13 +20,13 @@ from airflow_integrity.store import (
     StoreLocation,
     StoreUnavailableError,
 )
-from airflow_integrity.store.audit import AuditEvent, AuditEventError, Recorded
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.spool import AuditSpool, DrainReport
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.event import AuditEvent, AuditEventError, Recorded
+from airflow_integrity.store.audit.spool import AuditSpool, DrainReport
 
 if TYPE_CHECKING:
     from airflow_integrity.hooks.validation import ValidationRun
-    from airflow_integrity.store.ledger import IdempotencyLedger
+    from airflow_integrity.store.ledger.ledger import IdempotencyLedger
     from airflow_integrity.store.validation_results import StoredValidationResult
 
 
@@ -157,7 +157,7 @@ class IntegrityCheckHook(BaseHook):
 
     def get_ledger(self, namespace: str = "default") -> IdempotencyLedger:
         """The idempotency ledger of this store (close it, or use it as a context manager)."""
-        from airflow_integrity.store.ledger import IdempotencyLedger
+        from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
         return IdempotencyLedger(self.get_store(), namespace=namespace)
 

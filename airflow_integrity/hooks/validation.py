@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_integrity.audit import build_event
 from airflow_integrity.hooks.data_sources import DataSource, storage_path
+from airflow_integrity.hooks.events import build_event
 from airflow_integrity.store import validation_results
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EVENT_TYPES = {"passed": "validation.passed", "warned": "validation.warned", "failed": "validation.failed"}
 QUARANTINE_EVENT = "validation.quarantined"
-QUARANTINE_DIR_OPTION = ("integrity", "quarantine_dir")
 _IDENTITY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 
 
@@ -280,7 +279,7 @@ def _quarantine(
         payload = quarantined_bytes(rows, split, (quarantine_format or "csv").lower().lstrip("."))
         write_new_file(target, payload)
         account["path"] = str(target)
-        from airflow_integrity.store.audit import fingerprint
+        from airflow_integrity.store.audit.event import tagged_sha256
 
         hook.record_event(
             build_event(
@@ -290,7 +289,7 @@ def _quarantine(
                 details={
                     "result_id": run.result_id,
                     "location": str(target),
-                    "file_fingerprint": fingerprint(payload),
+                    "file_fingerprint": tagged_sha256(payload),
                     "bad_rows": len(split.bad),
                     "good_rows": len(split.good),
                     "bad_fraction": split.bad_fraction,
@@ -389,12 +388,9 @@ def _file_stem(run: ValidationRun) -> str:
 
 def default_quarantine_dir() -> str:
     """``[integrity] quarantine_dir``, or ``quarantine`` under ``AIRFLOW_HOME`` when it is not set."""
-    from airflow.sdk import conf
+    from airflow_integrity.settings import airflow_home, load_settings
 
-    from airflow_integrity.settings import airflow_home
-
-    configured = (conf.get(*QUARANTINE_DIR_OPTION, fallback="") or "").strip()
-    return configured or str(airflow_home() / "quarantine")
+    return load_settings().quarantine_dir or str(airflow_home() / "quarantine")
 
 
 def quarantine_target(location: Any, file_format: str | None, stem: str) -> Any:

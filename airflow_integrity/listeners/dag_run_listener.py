@@ -47,10 +47,21 @@ def _checkpoint_if_due() -> None:
 
 def _settle(dag_run: Any) -> None:
     """Before a run's final event: record the states of its tasks that no listener recorded."""
-    from airflow_integrity.completeness.sweep import settle_run
+    from airflow_integrity.completeness.sweep import AT_RUN_END, record_missing, run_at_its_end
 
     try:
-        settle_run(dag_run)
+        started = time.perf_counter()
+        runs = run_at_its_end(dag_run)
+        recorded = run_isolated(
+            lambda: record_missing(runs, recorded_by=AT_RUN_END, include_final_run_state=False)
+        )
+        log.info(
+            "airflow-integrity: %s / %s compared with the trail at its end in %.0f ms, %d state event(s) recorded",
+            dag_run.dag_id,
+            dag_run.run_id,
+            (time.perf_counter() - started) * 1000,
+            recorded,
+        )
     except Exception:
         log.exception("airflow-integrity: the states of %s not yet in the trail were not recorded", dag_run)
 
@@ -58,7 +69,7 @@ def _settle(dag_run: Any) -> None:
 def _record(event_type: str, dag_run: Any, msg: str | None, *, chain: bool = False) -> None:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.identity import actor
-    from airflow_integrity.store.audit import AuditEvent
+    from airflow_integrity.store.audit.event import AuditEvent
 
     if not listening():
         return

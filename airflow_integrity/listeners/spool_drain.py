@@ -34,7 +34,7 @@ def on_starting(component: Any) -> None:
     """Replay the spool in the background if it holds events (one ``stat`` when it does not)."""
     try:
         from airflow_integrity.settings import load_settings
-        from airflow_integrity.store.spool import AuditSpool
+        from airflow_integrity.store.audit.spool import AuditSpool
 
         if AuditSpool(load_settings().spool_dir).has_lines():
             submit_isolated(_drain)

@@ -40,7 +40,7 @@ def _refuse_to_run(task_instance: Any, reason: str) -> None:
 
 
 def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dict[str, Any] | None = None) -> None:
-    from airflow_integrity.audit import build_event
+    from airflow_integrity.hooks.events import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
     if not listening():
@@ -77,7 +77,7 @@ def _record(event_type: str, task_instance: Any, previous_state: Any, extra: dic
 
 def _record_approval(task_instance: Any) -> None:
     """A human-in-the-loop task that got its response: record the signature before the state change."""
-    from airflow_integrity.audit import build_event
+    from airflow_integrity.hooks.events import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.listeners.approvals import approval_event
 

@@ -16,13 +16,6 @@ if TYPE_CHECKING:
 IDEMPOTENCY_TEMPLATE_FIELDS = ("key", "namespace", "business_key", "fingerprint_inputs")
 
 
-def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` (``False`` when unset)."""
-    from airflow.sdk import conf
-
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
 def holder_of(context: Context) -> dict[str, Any]:
     """The task instance's identity, recorded as the holder (and origin) of a key it claims."""
     ti = context["ti"]

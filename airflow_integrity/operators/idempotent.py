@@ -11,9 +11,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
     IdempotencyMixin,
-    default_deferrable,
 )
-from airflow_integrity.store.ledger_defaults import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
+from airflow_integrity.settings import default_deferrable
+from airflow_integrity.store.ledger import DEFAULT_LEASE_SECONDS, DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

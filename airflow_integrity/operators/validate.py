@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_integrity.hooks.source_arguments import SOURCE_TEMPLATE_FIELDS, DataSourceArguments, check_one_source
 from airflow_integrity.hooks.validation_policy import check_policy
 from airflow_integrity.validation.quarantine import check_quarantine_arguments
 from airflow_integrity.validation.suite_refs import check_suite_reference
@@ -48,6 +49,47 @@ def check_handoff_arguments(
             f"samples={samples!r} is not one of {', '.join(map(repr, SAMPLE_MODES))}; use 'hashed' for personal "
             "or otherwise sensitive data."
         )
+
+
+POLICY_ARGUMENTS = (
+    "on_failure",
+    "quarantine_path",
+    "quarantine_format",
+    "allow_quarantine_path_from_conf",
+    "max_unexpected_fraction",
+    "quarantine_warnings",
+    "samples",
+)
+
+
+class HandoffPolicyArguments:
+    """What a validating task (``ValidateDataOperator``, ``@task.validated``) does when the data fails: the
+    policy, the quarantine and the samples, checked when the DAG is parsed and kept as attributes."""
+
+    on_failure: str
+    quarantine_path: Any
+    quarantine_format: str | None
+    allow_quarantine_path_from_conf: bool
+    max_unexpected_fraction: float
+    quarantine_warnings: bool
+    samples: str
+
+    def keep_policy_arguments(self, arguments: Mapping[str, Any]) -> None:
+        """Check the :data:`POLICY_ARGUMENTS` (each must be in ``arguments``) and keep them as attributes; call
+        it once the task is built (it reads the DAG's params)."""
+        check_handoff_arguments(
+            arguments["on_failure"],
+            quarantine_path=arguments["quarantine_path"],
+            quarantine_format=arguments["quarantine_format"],
+            max_unexpected_fraction=arguments["max_unexpected_fraction"],
+            samples=arguments["samples"],
+        )
+        for name in POLICY_ARGUMENTS:
+            setattr(self, name, arguments[name])
+        # The location as written in the DAG (rendering replaces the attribute), and the DAG code's own params:
+        # what a run's conf may not change (see quarantine_location).
+        self._quarantine_path_template = self.quarantine_path
+        self._dag_code_params = dag_code_params(self) if self.on_failure == "quarantine" else {}
 
 
 def quarantine_location(task: Any, rendered: Any, context: Mapping[str, Any]) -> Any:
@@ -157,7 +199,7 @@ def dag_code_params(task: Any) -> dict[str, Any]:
     return values
 
 
-class ValidateDataOperator(BaseOperator):
+class ValidateDataOperator(DataSourceArguments, HandoffPolicyArguments, BaseOperator):
     """Validate data with a Great Expectations suite; fail, warn or quarantine when it does not pass.
 
     Exactly one source: ``data`` (an upstream task's return value, e.g. ``register.output``: a DataFrame,
@@ -185,19 +227,8 @@ class ValidateDataOperator(BaseOperator):
             suite dict in GX's JSON format, a path to a suite ``.json`` file, or a suite name with
             ``context_dir``. Checked cheaply when the DAG is parsed.
         data: The data itself (templated; an ``XComArg`` is resolved).
-        path: File or object-store path (templated).
-        file_format: ``csv``, ``tsv``, ``parquet``, ``json`` or ``jsonl`` when the suffix does not tell.
-        read_options: Extra arguments of the pandas reader.
-        conn_id: Airflow SQL connection for ``sql`` / ``table``.
-        sql: A SELECT statement (templated).
-        table: A table name (templated).
-        schema: The table's schema.
-        http_conn_id: Airflow HTTP connection for ``endpoint``.
-        endpoint: HTTP endpoint returning JSON records (templated).
-        method: HTTP method.
-        request_data: Query parameters or body of the request (templated).
-        headers: Extra request headers (templated).
-        records_path: Where the records are in the JSON body, e.g. ``"result.items"``.
+        path, sql, table, endpoint, ...: The source, with its connection and options: the arguments of
+            :class:`~airflow_integrity.hooks.data_sources.DataSourceArguments`.
         expectation_parameters: Values of ``{"$PARAMETER": ...}`` arguments in the suite (templated).
         context_dir: GX project root, for suites given by name.
         on_failure: ``fail`` (default), ``warn`` or ``quarantine``.
@@ -225,16 +256,7 @@ class ValidateDataOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "suite",
         "data",
-        "path",
-        "conn_id",
-        "sql",
-        "table",
-        "schema",
-        "http_conn_id",
-        "endpoint",
-        "request_data",
-        "headers",
-        "records_path",
+        *SOURCE_TEMPLATE_FIELDS,
         "expectation_parameters",
         "context_dir",
         "quarantine_path",
@@ -248,19 +270,6 @@ class ValidateDataOperator(BaseOperator):
         *,
         suite: Any,
         data: Any = None,
-        path: Any = None,
-        file_format: str | None = None,
-        read_options: Mapping[str, Any] | None = None,
-        conn_id: str | None = None,
-        sql: str | None = None,
-        table: str | None = None,
-        schema: str | None = None,
-        http_conn_id: str | None = None,
-        endpoint: str | None = None,
-        method: str = "GET",
-        request_data: Any = None,
-        headers: Mapping[str, Any] | None = None,
-        records_path: str | None = None,
         expectation_parameters: Mapping[str, Any] | None = None,
         context_dir: str | None = None,
         on_failure: str = "fail",
@@ -277,57 +286,26 @@ class ValidateDataOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_handoff_arguments(
-            on_failure,
-            quarantine_path=quarantine_path,
-            quarantine_format=quarantine_format,
-            max_unexpected_fraction=max_unexpected_fraction,
-            samples=samples,
+        self.keep_policy_arguments(locals())
+        check_one_source(
+            {"data": data, **self.named_sources()},
+            owner=f"ValidateDataOperator {self.task_id!r}",
+            error=ValueError,
         )
-        given = [name for name, value in (("data", data), ("path", path), ("sql", sql), ("table", table),
-                 ("endpoint", endpoint)) if value is not None]  # fmt: skip
-        if len(given) != 1:
-            raise ValueError(
-                f"ValidateDataOperator {self.task_id!r} needs exactly one of data=, path=, sql=, table= or "
-                f"endpoint=; got {', '.join(given) or 'none'}."
-            )
         if not _templated(suite) and not _templated(context_dir):
             check_suite_reference(suite, context_dir=context_dir)
         self.suite = suite
         self.data = data
-        self.path = path
-        self.file_format = file_format
-        self.read_options = read_options
-        self.conn_id = conn_id
-        self.sql = sql
-        self.table = table
-        self.schema = schema
-        self.http_conn_id = http_conn_id
-        self.endpoint = endpoint
-        self.method = method
-        self.request_data = request_data
-        self.headers = headers
-        self.records_path = records_path
         self.expectation_parameters = expectation_parameters
         self.context_dir = context_dir
-        self.on_failure = on_failure
-        self.quarantine_path = quarantine_path
-        self._quarantine_path_template = quarantine_path  # as written in the DAG: rendering replaces the other
-        self._dag_code_params = dag_code_params(self) if on_failure == "quarantine" else {}
-        self.quarantine_format = quarantine_format
-        self.allow_quarantine_path_from_conf = allow_quarantine_path_from_conf
-        self.max_unexpected_fraction = max_unexpected_fraction
-        self.quarantine_warnings = quarantine_warnings
         self.return_data = return_data
         self.allow_empty = allow_empty
-        self.samples = samples
         self.business_key = business_key
         self.integrity_conn_id = integrity_conn_id
         self._lineage: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, record, apply ``on_failure``; return the summary (and the good rows for quarantine)."""
-        from airflow_integrity.hooks.data_sources import source_from_arguments
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
         from airflow_integrity.hooks.validation import enforce, validate_or_fail
 
@@ -335,23 +313,7 @@ class ValidateDataOperator(BaseOperator):
         location = None
         if self.on_failure == "quarantine":  # before anything runs: a location the run's conf chose is refused
             location = quarantine_location(self, self.quarantine_path, context)
-        source = validate_or_fail(
-            lambda: source_from_arguments(
-                path=self.path,
-                file_format=self.file_format,
-                read_options=self.read_options,
-                conn_id=self.conn_id,
-                sql=self.sql,
-                table=self.table,
-                schema=self.schema,
-                http_conn_id=self.http_conn_id,
-                endpoint=self.endpoint,
-                method=self.method,
-                request_data=self.request_data,
-                headers=self.headers,
-                records_path=self.records_path,
-            )
-        )
+        source = validate_or_fail(self.data_source)
         run = validate_or_fail(
             lambda: hook.validate_data(
                 self.data,

@@ -55,7 +55,7 @@ def record_unreported_end(ti_id: uuid.UUID, state: str) -> bool:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    from airflow_integrity.audit import build_event
+    from airflow_integrity.hooks.events import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.identity import task_instance_identity
     from airflow_integrity.listeners.dispatch import listening
@@ -87,8 +87,8 @@ def record_unreported_end(ti_id: uuid.UUID, state: str) -> bool:
 
 
 def _already_recorded(hook: Any, event_type: str, identity: dict[str, Any]) -> bool:
-    from airflow_integrity.store.audit_chain import AuditLog
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.export import iter_records
 
     store = hook.get_store()
     # The task's own event may be recorded and not chained yet: chain it, so that it is found below.

@@ -10,12 +10,13 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from airflow_integrity.store.ledger_defaults import DEFAULT_NAMESPACE
+from airflow_integrity.settings import default_deferrable
+from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_integrity.store.ledger_types import LedgerEntry
+    from airflow_integrity.store.ledger import LedgerEntry
 
 
 class IdempotencyKeySensor(BaseSensorOperator):
@@ -49,9 +50,7 @@ class IdempotencyKeySensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         if deferrable is None:
-            from airflow.sdk import conf
-
-            deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
+            deferrable = default_deferrable()
         self.key = key
         self.namespace = namespace
         self.integrity_conn_id = integrity_conn_id
@@ -60,7 +59,7 @@ class IdempotencyKeySensor(BaseSensorOperator):
 
     def _read(self, *, with_result: bool) -> tuple[LedgerEntry | None, Any]:
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
-        from airflow_integrity.store.ledger_types import State
+        from airflow_integrity.store.ledger import State
 
         with IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id).get_ledger(self.namespace) as ledger:
             entry = ledger.get(self.key)
@@ -68,7 +67,7 @@ class IdempotencyKeySensor(BaseSensorOperator):
             return entry, ledger.load_result(entry) if (done and with_result and entry) else None
 
     def _refuse_if_failed(self, entry: LedgerEntry | None) -> None:
-        from airflow_integrity.store.ledger_types import State
+        from airflow_integrity.store.ledger import State
 
         if entry is not None and entry.state is State.FAILED and entry.retryable is False:
             raise AirflowFailException(self._failed_message(entry.error))
@@ -82,7 +81,7 @@ class IdempotencyKeySensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Done, with the stored result, when the key is completed."""
-        from airflow_integrity.store.ledger_types import State
+        from airflow_integrity.store.ledger import State
 
         entry, result = self._read(with_result=True)
         self._refuse_if_failed(entry)
@@ -114,7 +113,7 @@ class IdempotencyKeySensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Return the stored result when the trigger saw the key completed; fail clearly otherwise."""
-        from airflow_integrity.store.ledger_types import State
+        from airflow_integrity.store.ledger import State
 
         status = event.get("status")
         if status == "failed_permanently":

@@ -8,8 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_integrity.hooks.source_arguments import SOURCE_TEMPLATE_FIELDS, DataSourceArguments, check_one_source
+from airflow_integrity.settings import default_deferrable
 from airflow_integrity.validation.suite_refs import check_suite_reference, is_gx_object
 
 if TYPE_CHECKING:
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from airflow_integrity.hooks.data_sources import DataSource
 
 
-class ValidatedDataSensor(BaseSensorOperator):
+class ValidatedDataSensor(DataSourceArguments, BaseSensorOperator):
     """Wait until the data at a source passes a Great Expectations suite.
 
     Each check loads the data; when there is some, it is validated (stored and audited like any validation,
@@ -31,19 +33,8 @@ class ValidatedDataSensor(BaseSensorOperator):
 
     Args:
         suite: Any suite reference.
-        path: File or object-store path (templated).
-        file_format: Format when the suffix does not tell.
-        read_options: Extra arguments of the pandas reader.
-        conn_id: Airflow SQL connection for ``sql`` / ``table``.
-        sql: A SELECT statement (templated).
-        table: A table name (templated).
-        schema: The table's schema.
-        http_conn_id: Airflow HTTP connection for ``endpoint``.
-        endpoint: HTTP endpoint returning JSON records (templated).
-        method: HTTP method.
-        request_data: Query parameters or body (templated).
-        headers: Extra request headers (templated).
-        records_path: Where the records are in the JSON body.
+        path, sql, table, endpoint, ...: The source, with its connection and options: the arguments of
+            :class:`~airflow_integrity.hooks.data_sources.DataSourceArguments`.
         expectation_parameters: Values of ``$PARAMETER`` arguments in the suite (templated).
         context_dir: GX project root, for suites given by name.
         allow_empty: Accept data without rows as data (by default an empty source is "not yet").
@@ -54,16 +45,7 @@ class ValidatedDataSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = (
         "suite",
-        "path",
-        "conn_id",
-        "sql",
-        "table",
-        "schema",
-        "http_conn_id",
-        "endpoint",
-        "request_data",
-        "headers",
-        "records_path",
+        *SOURCE_TEMPLATE_FIELDS,
         "expectation_parameters",
         "context_dir",
         "business_key",
@@ -74,48 +56,21 @@ class ValidatedDataSensor(BaseSensorOperator):
         self,
         *,
         suite: Any,
-        path: Any = None,
-        file_format: str | None = None,
-        read_options: Mapping[str, Any] | None = None,
-        conn_id: str | None = None,
-        sql: str | None = None,
-        table: str | None = None,
-        schema: str | None = None,
-        http_conn_id: str | None = None,
-        endpoint: str | None = None,
-        method: str = "GET",
-        request_data: Any = None,
-        headers: Mapping[str, Any] | None = None,
-        records_path: str | None = None,
         expectation_parameters: Mapping[str, Any] | None = None,
         context_dir: str | None = None,
         allow_empty: bool = False,
         business_key: str | None = None,
         integrity_conn_id: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if sum(value is not None for value in (path, sql, table, endpoint)) != 1:
-            raise ValueError(
-                f"ValidatedDataSensor {self.task_id!r} needs exactly one of path=, sql=, table= or endpoint=."
-            )
+        if deferrable is None:
+            deferrable = default_deferrable()
+        check_one_source(self.named_sources(), owner=f"ValidatedDataSensor {self.task_id!r}", error=ValueError)
         if not (isinstance(suite, str) and "{{" in suite):
             check_suite_reference(suite, context_dir=context_dir)
         self.suite = suite
-        self.path = path
-        self.file_format = file_format
-        self.read_options = read_options
-        self.conn_id = conn_id
-        self.sql = sql
-        self.table = table
-        self.schema = schema
-        self.http_conn_id = http_conn_id
-        self.endpoint = endpoint
-        self.method = method
-        self.request_data = request_data
-        self.headers = headers
-        self.records_path = records_path
         self.expectation_parameters = expectation_parameters
         self.context_dir = context_dir
         self.allow_empty = allow_empty
@@ -125,26 +80,9 @@ class ValidatedDataSensor(BaseSensorOperator):
         self._last_failure: str | None = None
 
     def _source(self) -> DataSource:
-        from airflow_integrity.hooks.data_sources import source_from_arguments
         from airflow_integrity.hooks.validation import validate_or_fail
 
-        source = validate_or_fail(
-            lambda: source_from_arguments(
-                path=self.path,
-                file_format=self.file_format,
-                read_options=self.read_options,
-                conn_id=self.conn_id,
-                sql=self.sql,
-                table=self.table,
-                schema=self.schema,
-                http_conn_id=self.http_conn_id,
-                endpoint=self.endpoint,
-                method=self.method,
-                request_data=self.request_data,
-                headers=self.headers,
-                records_path=self.records_path,
-            )
-        )
+        source = validate_or_fail(self.data_source)
         assert source is not None  # __init__ requires one source
         return source
 

@@ -1,7 +1,7 @@
 """The dedicated integrity store: engine, schema, migrations. Knows nothing about Airflow operators.
 
 Importing the package loads none of its modules; each public name loads its module on first use, so that a
-DAG file importing an operator (which needs only ``store.ledger_defaults``) does not pay for the store.
+DAG file importing an operator (which needs only ``store.ledger.defaults``) does not pay for the store.
 """
 
 from __future__ import annotations

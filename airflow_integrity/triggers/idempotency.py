@@ -9,8 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
-from airflow_integrity.store.ledger_types import LedgerEntry, State
+from airflow_integrity.store.ledger import DEFAULT_NAMESPACE, LedgerEntry, State
 
 WAIT_FOR_COMPLETED = "completed"
 WAIT_FOR_FREE = "free"

@@ -19,11 +19,11 @@ import pytest
 from airflow_integrity import audit
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit import AuditEvent, AuditEventError
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.audit_verify import verify
-from airflow_integrity.store.spool import SPOOL_KEY, AuditSpool
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.event import AuditEvent, AuditEventError
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.spool import SPOOL_KEY, AuditSpool
+from airflow_integrity.store.audit.verify import verify
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -106,8 +106,8 @@ def test_a_replay_killed_half_way_records_nothing_twice(
         f"""
         import sys, time
         from airflow_integrity.store import IntegrityStore, StoreLocation
-        from airflow_integrity.store.audit_chain import AuditLog
-        from airflow_integrity.store.spool import AuditSpool
+        from airflow_integrity.store.audit.chain import AuditLog
+        from airflow_integrity.store.audit.spool import AuditSpool
         log = AuditLog(IntegrityStore(StoreLocation.from_url({store_url!r})))
         def slow(event):
             log.record(event)

@@ -9,14 +9,14 @@ import pytest
 from airflow_integrity import audit
 from airflow_integrity.hooks.integrity import AuditUnavailableError, IntegrityCheckHook
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.spool import AuditSpool
+from airflow_integrity.store.audit.spool import AuditSpool
 
 pytestmark = pytest.mark.integration
 DOWN = "postgresql://u:pw@127.0.0.1:9/integrity"
 
 
 def _types(url: str) -> list[tuple[str, str | None]]:
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.export import iter_records
 
     store = IntegrityStore(StoreLocation.from_url(url))
     return [(r.event_type, r.business_key) for _, r in iter_records(store) if not isinstance(r, str)]
@@ -46,7 +46,7 @@ def test_spool_policy_keeps_events_and_replays_them_in_order(store_url: str, tmp
     # Draining again appends nothing twice.
     assert IntegrityCheckHook().drain_spool().moved == 0
     assert len(_types(store_url)) == 6
-    from airflow_integrity.store.audit_verify import verify
+    from airflow_integrity.store.audit.verify import verify
 
     result = verify(IntegrityStore(StoreLocation.from_url(store_url)))
     assert result.ok and result.count == 6, result
@@ -71,7 +71,7 @@ def test_fail_policy_stops_a_real_task_before_its_code_runs(
 def test_spool_policy_lets_a_real_task_run_and_its_events_arrive_later_in_order(
     airflow_db, store_url: str, tmp_path: Path, monkeypatch
 ) -> None:
-    from airflow_integrity.store.audit_verify import verify
+    from airflow_integrity.store.audit.verify import verify
     from tests.dag_runs import load_fixture_dag
 
     spool = tmp_path / "spool"

@@ -14,7 +14,7 @@ DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
 def _records(url: str, **filters: str) -> list[dict]:
     """Stored events in chain order, read through the export reader (the table stores canonical bodies)."""
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.export import iter_records
 
     store = IntegrityStore(StoreLocation.from_url(url))
     return [

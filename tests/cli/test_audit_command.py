@@ -14,10 +14,10 @@ from sqlalchemy import text
 
 from airflow_integrity.cli import audit_command
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit import AuditEvent
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_schema import EVENT
-from tests.store.test_audit_tamper import tampering
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.event import AuditEvent
+from airflow_integrity.store.audit.schema import EVENT
+from tests.store.audit.test_tamper import tampering
 
 pytestmark = pytest.mark.integration
 SECRET = "cli-test-hmac-secret-0123456789"

@@ -10,13 +10,14 @@ import pytest
 
 from airflow_integrity.cli import ledger_command
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
-from airflow_integrity.store.ledger_types import ClaimStatus
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.entries import ClaimStatus
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.operators.support import idempotency_events
 
 pytestmark = pytest.mark.integration
 
-INPUTS = fingerprint({"claim_id": 42})
+INPUTS = inputs_digest({"claim_id": 42})
 HOLDER = {"dag_id": "claims", "run_id": "manual__1", "task_id": "pay", "try_number": 2}
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from airflow_integrity.cli import audit_command
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.audit_verify import verify
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.verify import verify
 from tests.conftest import AIRFLOW_EXAMPLES
 from tests.dag_runs import load_airflow_example, load_fixture_dag
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.audit_verify import verify
-from airflow_integrity.store.checkpoints import CheckpointKey
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.signing import CheckpointKey
+from airflow_integrity.store.audit.verify import verify
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
 from tests.e2e.harness import AirflowCluster, poll_until
 

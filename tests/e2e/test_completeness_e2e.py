@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.audit_verify import verify
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.verify import verify
 from tests.conftest import AIRFLOW_EXAMPLES, AIRFLOW_EXAMPLES_BUNDLE
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
 from tests.e2e.harness import AirflowCluster, poll_until

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.audit_verify import verify
-from airflow_integrity.store.ledger import IdempotencyLedger
-from airflow_integrity.store.ledger_types import State
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.ledger.entries import State
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
 from tests.e2e.harness import AirflowCluster, poll_until
 from tests.http_payments import payments_service

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.audit_verify import verify
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.verify import verify
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"

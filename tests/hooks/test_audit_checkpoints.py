@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_integrity.hooks.audit_checkpoints import checkpoint_if_due, load_checkpoint_key
-from airflow_integrity.store.audit import AuditEvent
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_verify import verify
-from airflow_integrity.store.checkpoints import CheckpointKey, CheckpointKeyError
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.event import AuditEvent
+from airflow_integrity.store.audit.signing import CheckpointKey, CheckpointKeyError
+from airflow_integrity.store.audit.verify import verify
 
 pytestmark = pytest.mark.integration
 SECRET = "periodic-checkpoint-secret-0123456789"

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_integrity.hooks.data_sources import source_from_arguments
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.hooks.source_arguments import source_from_arguments
 from airflow_integrity.hooks.validation import enforce
 from airflow_integrity.operators.validate import ValidateDataOperator
 from airflow_integrity.validation.quarantine import REASONS_COLUMN

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 from airflow.sdk import ObjectStoragePath
 
-from airflow_integrity.hooks.data_sources import DataSource, source_from_arguments
+from airflow_integrity.hooks.data_sources import DataSource
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.hooks.source_arguments import source_from_arguments
 from airflow_integrity.validation.errors import DataError, SourceUnavailableError
 from tests.hooks.validation_helpers import ROWS, SUITE, http_server
 
@@ -104,7 +105,7 @@ def test_http_endpoint_json_body(hook, tmp_path, monkeypatch) -> None:
 
 def test_source_arguments_are_checked() -> None:
     assert source_from_arguments() is None
-    with pytest.raises(DataError, match="Several data sources"):
+    with pytest.raises(DataError, match="needs exactly one of path=, sql=, table= or endpoint=; got path, table"):
         source_from_arguments(path="a.csv", table="t", conn_id="c")
     with pytest.raises(DataError, match="needs conn_id="):
         source_from_arguments(table="t")

@@ -33,8 +33,8 @@ TABLE_LEVEL_SUITE = [{"type": "expect_table_row_count_to_be_between", "kwargs": 
 
 def events(url: str, event_type: str | None = None) -> list[Any]:
     """The audit records of the store at ``url``, optionally of one type, in chain order."""
-    from airflow_integrity.store.audit_chain import AuditLog
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.export import iter_records
 
     store = IntegrityStore(StoreLocation.from_url(url))
     AuditLog(store).chain_pending()  # as an export does: events recorded in the last second too

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_integrity.hooks.idempotency import IdempotencyClaim, IdempotencyGuard
-from airflow_integrity.store.ledger import fingerprint
+from airflow_integrity.store.ledger.codec import inputs_digest
 
 INPUTS = {"claim_id": 42, "amount": "125.40"}
 NAMESPACE = "processes"
@@ -20,7 +20,7 @@ def guard(url: str, key: str, role: str, lease_seconds: float) -> IdempotencyGua
     os.environ["AIRFLOW_CONN_INTEGRITY_DEFAULT"] = url
     return IdempotencyGuard(
         key=key,
-        fingerprint=fingerprint(INPUTS),
+        fingerprint=inputs_digest(INPUTS),
         namespace=NAMESPACE,
         lease_seconds=lease_seconds,
         holder={"role": role},

@@ -10,10 +10,11 @@ import time
 from typing import Any
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit_chain import AuditLog
-from airflow_integrity.store.audit_export import iter_records
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
-from airflow_integrity.store.ledger_heartbeat import LeaseHeartbeat
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.heartbeat import LeaseHeartbeat
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
 
 def hold_until_conflict(url: str, namespace: str, key: str, inputs: Any, result: Any, claimed: Any) -> None:
@@ -21,7 +22,7 @@ def hold_until_conflict(url: str, namespace: str, key: str, inputs: Any, result:
     store = IntegrityStore(StoreLocation.from_url(url))
     with IdempotencyLedger(store, namespace=namespace) as ledger:
         outcome = ledger.claim(
-            key, fingerprint=fingerprint(inputs), holder={"role": "live holder"}, lease_seconds=3
+            key, fingerprint=inputs_digest(inputs), holder={"role": "live holder"}, lease_seconds=3
         )
         assert outcome.lease is not None, outcome.message
         claimed.set()

@@ -9,8 +9,8 @@ from airflow_integrity.store import IntegrityStore, StoreLocation
 
 def idempotency_events(url: str, business_key: str) -> list[dict[str, Any]]:
     """The ``idempotency.*`` audit events recorded for ``business_key``, in chain order."""
-    from airflow_integrity.store.audit_chain import AuditLog
-    from airflow_integrity.store.audit_export import iter_records
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.export import iter_records
 
     store = IntegrityStore(StoreLocation.from_url(url))
     try:

@@ -20,8 +20,9 @@ from sqlalchemy import text
 
 from airflow_integrity.hooks.idempotency import IdempotencyGuard
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
-from airflow_integrity.store.ledger_types import State
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.entries import State
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.operators.support import idempotency_events
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ ORIGIN = {"dag_id": "claims", "run_id": "manual__1", "task_id": "pay"}
 def _guard(key: str, **kwargs: object) -> IdempotencyGuard:
     return IdempotencyGuard(
         key=key,
-        fingerprint=fingerprint({"claim": key}),
+        fingerprint=inputs_digest({"claim": key}),
         namespace="guard",
         holder=ORIGIN,
         **kwargs,  # type: ignore[arg-type]
@@ -278,4 +279,4 @@ def test_a_key_with_a_nul_character_is_refused_before_it_is_claimed(store_conn_e
     with pytest.raises(AirflowFailException, match=r"contains a NUL character"):
         _guard("claim-\x00-13")
     with pytest.raises(AirflowFailException, match=r"namespace .* without NUL"):
-        IdempotencyGuard(key="claim-13", fingerprint=fingerprint(1), namespace="pay\x00ments")
+        IdempotencyGuard(key="claim-13", fingerprint=inputs_digest(1), namespace="pay\x00ments")

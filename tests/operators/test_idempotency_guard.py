@@ -13,8 +13,9 @@ from airflow_integrity.hooks.idempotency import (
     fingerprint_of,
 )
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
-from airflow_integrity.store.ledger_types import State
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.entries import State
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.operators.support import idempotency_events
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ ORIGIN = {"dag_id": "claims", "run_id": "manual__1", "task_id": "pay"}
 def _guard(key: str, inputs: object, **kwargs: object) -> IdempotencyGuard:
     return IdempotencyGuard(
         key=key,
-        fingerprint=fingerprint(inputs),
+        fingerprint=inputs_digest(inputs),
         namespace="guard",
         holder=ORIGIN,
         **kwargs,  # type: ignore[arg-type]
@@ -53,7 +54,7 @@ def test_first_attempt_runs_later_ones_replay_and_other_inputs_are_refused(store
     with pytest.raises(AirflowFailException) as refused:
         _guard("claim-42", {"amount": 99}).run(work)
     message = str(refused.value)
-    assert fingerprint({"amount": 10}) in message and fingerprint({"amount": 99}) in message
+    assert inputs_digest({"amount": 10}) in message and inputs_digest({"amount": 99}) in message
     assert "dag_id=claims" in message and "run_id=manual__1" in message and "task_id=pay" in message
     assert len(seen) == 1
     events = [e["event"] for e in idempotency_events(store_conn_env, "claim-42")]
@@ -85,7 +86,7 @@ def test_a_failed_attempt_reopens_the_key_unless_it_failed_without_retry(store_c
 
 def test_a_live_holder_makes_others_wait_or_defer(store, store_conn_env: str) -> None:
     with IdempotencyLedger(store, namespace="guard") as ledger:
-        held = ledger.claim("claim-9", fingerprint=fingerprint({"a": 1}), holder={"task_id": "other"})
+        held = ledger.claim("claim-9", fingerprint=inputs_digest({"a": 1}), holder={"task_id": "other"})
         with pytest.raises(HolderBusyError, match=r"being worked on by .*task_id=other"):
             _guard("claim-9", {"a": 1}).run(lambda claim: "never runs", wait=False)
         assert held.lease is not None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.ledger import IdempotencyLedger
-from airflow_integrity.store.ledger_types import State
+from airflow_integrity.store.ledger.entries import State
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.dag_runs import load_fixture_dag
 from tests.http_payments import payments_service
 from tests.operators.support import idempotency_events

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_integrity.store.ledger import IdempotencyLedger
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.operators import idempotent_workers as workers
 from tests.operators.support import idempotency_events
 

@@ -8,7 +8,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_integrity.sensors.idempotency import IdempotencyKeySensor
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def test_poke_waits_returns_the_stored_result_or_fails_for_good(store, store_con
     sensor = _sensor("claim-1")
     assert sensor.poke({}) is False  # never claimed
     with IdempotencyLedger(store, namespace="payments") as ledger:
-        outcome = ledger.claim("claim-1", fingerprint=fingerprint({"a": 1}))
+        outcome = ledger.claim("claim-1", fingerprint=inputs_digest({"a": 1}))
         assert outcome.lease is not None
         assert sensor.poke({}) is False  # in progress
         ledger.complete(outcome.lease, {"payment_id": "p-1"})
@@ -30,7 +31,7 @@ def test_poke_waits_returns_the_stored_result_or_fails_for_good(store, store_con
         assert (done.is_done, done.xcom_value) == (True, {"payment_id": "p-1"})
         assert sensor.execute_complete({}, {"status": "completed", "key": "claim-1"}) == {"payment_id": "p-1"}
 
-        failing = ledger.claim("claim-2", fingerprint=fingerprint({"a": 1}))
+        failing = ledger.claim("claim-2", fingerprint=inputs_digest({"a": 1}))
         assert failing.lease is not None
         ledger.fail(failing.lease, "account closed", retryable=False)
     with pytest.raises(AirflowFailException, match=r"'claim-2'.*failed without retry: account closed.*release"):

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from airflow_integrity.store import IntegrityStore, SchemaNotCurrentError, StoreLocation
-from airflow_integrity.store.audit_chain import close_connections
-from airflow_integrity.store.audit_export import iter_records
+from airflow_integrity.store.audit.chain import close_connections
+from airflow_integrity.store.audit.export import iter_records
 from airflow_integrity.store.migrate import HEAD_REVISION, VERSION_TABLE, head_revision, upgrade
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_the_head_the_package_knows_without_alembic_is_alembics_head() -> None:
 _FIRST_EVENT_OF_A_PROCESS = """
 import json, sys
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
-from airflow_integrity.store.audit import AuditEvent
+from airflow_integrity.store.audit.event import AuditEvent
 
 IntegrityCheckHook().record_event(AuditEvent("probe.recorded", "probe"), chain=True)
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] == "alembic")))

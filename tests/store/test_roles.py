@@ -19,17 +19,19 @@ from airflow_integrity.store import (
     IntegrityStore,
     SchemaNotCurrentError,
     StoreLocation,
-    ledger_sql,
     validation_results,
 )
-from airflow_integrity.store.audit import AuditEvent
-from airflow_integrity.store.audit_chain import AuditLog, close_connections
-from airflow_integrity.store.audit_export import export
-from airflow_integrity.store.audit_schema import CONTENT_COLUMNS
-from airflow_integrity.store.audit_verify import verify
-from airflow_integrity.store.checkpoints import CheckpointKey, create_checkpoint
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
-from airflow_integrity.store.ledger_types import ClaimStatus, StaleHolderError
+from airflow_integrity.store.audit.chain import AuditLog, close_connections
+from airflow_integrity.store.audit.checkpoints import create_checkpoint
+from airflow_integrity.store.audit.event import AuditEvent
+from airflow_integrity.store.audit.export import export
+from airflow_integrity.store.audit.schema import CONTENT_COLUMNS
+from airflow_integrity.store.audit.signing import CheckpointKey
+from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.ledger import sql as ledger_sql
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.entries import ClaimStatus, StaleHolderError
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from airflow_integrity.store.migrate import upgrade
 from airflow_integrity.store.roles import (
     RuntimeRoleError,
@@ -407,7 +409,7 @@ def test_hook_records_events_as_the_runtime_role_with_auto_migrate_on_a_current_
 
 
 def test_ledger_claims_completes_fails_releases_and_reads_history_as_the_runtime_role(granted: Stores) -> None:
-    inputs = fingerprint({"claim_id": 9, "amount": "10.00"})
+    inputs = inputs_digest({"claim_id": 9, "amount": "10.00"})
     with IdempotencyLedger(granted.runtime, namespace="payments") as ledger:
         first = ledger.claim("claim-9", fingerprint=inputs, holder=HOLDER, lease_seconds=30)
         assert first.status is ClaimStatus.CLAIMED and first.lease is not None
@@ -436,7 +438,7 @@ def test_ledger_claims_completes_fails_releases_and_reads_history_as_the_runtime
 
         # Other inputs under a settled key: refused, and noted too.
         mismatch = ledger.claim(
-            "claim-9", fingerprint=fingerprint({"claim_id": 9, "amount": "99.00"}), holder=OTHER
+            "claim-9", fingerprint=inputs_digest({"claim_id": 9, "amount": "99.00"}), holder=OTHER
         )
         assert mismatch.status is ClaimStatus.MISMATCH
         released = ledger.release("claim-9", reason="refund issued, pay again", person="qa.reviewer")

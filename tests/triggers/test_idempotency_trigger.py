@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from airflow_integrity.store.ledger import IdempotencyLedger, fingerprint
+from airflow_integrity.store.ledger.codec import inputs_digest
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from airflow_integrity.triggers.idempotency import IdempotencyKeyTrigger
 from tests.triggers.ledger_writer import complete_later
 
@@ -67,7 +68,7 @@ def test_fires_once_another_process_completes_the_key(store, store_conn_env: str
 
 def test_reports_a_permanent_failure_and_a_timeout_clearly(store, store_conn_env: str) -> None:
     with IdempotencyLedger(store, namespace="payments") as ledger:
-        outcome = ledger.claim("claim-2", fingerprint=fingerprint({"a": 1}))
+        outcome = ledger.claim("claim-2", fingerprint=inputs_digest({"a": 1}))
         assert outcome.lease is not None
         ledger.fail(outcome.lease, "card declined for good", retryable=False)
     failed = _events(IdempotencyKeyTrigger(key="claim-2", namespace="payments", poll_interval=0.1))
@@ -85,7 +86,7 @@ def test_reports_a_permanent_failure_and_a_timeout_clearly(store, store_conn_env
 
 def test_waiting_for_a_free_key_ends_when_the_holders_lease_expires(store, store_conn_env: str) -> None:
     with IdempotencyLedger(store, namespace="payments") as ledger:
-        held = ledger.claim("claim-4", fingerprint=fingerprint({"a": 1}), lease_seconds=1.0)
+        held = ledger.claim("claim-4", fingerprint=inputs_digest({"a": 1}), lease_seconds=1.0)
         assert held.lease is not None
     began = time.monotonic()
     events = _events(

@@ -9,8 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from airflow_integrity.hooks.data_sources import source_from_arguments
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.hooks.source_arguments import source_from_arguments
 from airflow_integrity.triggers.validated_data import ValidatedDataTrigger
 from tests.hooks.validation_helpers import ROWS, SUITE, events
 

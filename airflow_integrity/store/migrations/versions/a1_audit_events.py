@@ -79,7 +79,7 @@ def _append_only_sqlite(table: str) -> None:
         )
 
 
-# The canonical body of an intake row, as airflow_integrity.store.audit.canonical_body defines it.
+# The canonical body of an intake row, as airflow_integrity.store.audit.event.canonical_body defines it.
 _BODY = """'{"actor":' || COALESCE(to_json(i.actor)::text, 'null')
     || ',"bundle_version":' || COALESCE(to_json(i.bundle_version)::text, 'null')
     || ',"business_key":' || COALESCE(to_json(i.business_key)::text, 'null')

@@ -54,7 +54,7 @@ INTAKE = "integrity_audit_intake"
 # The same advisory lock as migration a1's functions.
 CHAIN_LOCK_KEY = 0x1A7E_A0D1
 
-# The canonical body of an intake row, as airflow_integrity.store.audit.canonical_body defines it
+# The canonical body of an intake row, as airflow_integrity.store.audit.event.canonical_body defines it
 # (unchanged since migration a1).
 _BODY = """'{"actor":' || COALESCE(to_json(i.actor)::text, 'null')
     || ',"bundle_version":' || COALESCE(to_json(i.bundle_version)::text, 'null')

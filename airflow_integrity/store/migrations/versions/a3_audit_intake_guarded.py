@@ -12,7 +12,7 @@ weaknesses are closed here:
 * Chaining took every pending row as it found it, so a row edited while it waited (with the append-only
   trigger switched off) was chained, and then verified, exported and signed as if it were the original.
   Chaining now leaves such a row out (its row version was written by another transaction than the one that
-  recorded it; :mod:`airflow_integrity.store.audit_verify`), as it leaves out a row whose details are not JSON
+  recorded it; :mod:`airflow_integrity.store.audit.verify`), as it leaves out a row whose details are not JSON
   (written before this revision, or with the triggers off): neither joins the chain, both stay visible to
   ``verify`` as pending rows it names, and the rows after them are chained as usual. A left-out row is kept
   within the horizon of the next chaining by adding its transaction to the stored in-progress list.
@@ -89,7 +89,7 @@ END
 $$;
 """
 
-# The canonical body of an intake row, as airflow_integrity.store.audit.canonical_body defines it
+# The canonical body of an intake row, as airflow_integrity.store.audit.event.canonical_body defines it
 # (unchanged since migration a1).
 _BODY = """'{"actor":' || COALESCE(to_json(i.actor)::text, 'null')
     || ',"bundle_version":' || COALESCE(to_json(i.bundle_version)::text, 'null')

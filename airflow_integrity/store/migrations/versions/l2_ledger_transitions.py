@@ -3,7 +3,7 @@
 Migration l1 recorded a history row for some column changes only: a plain SQL ``UPDATE`` of an inline result,
 of a completed key's ``expires_at`` or of a failed key's ``retryable`` left no trace, and the next claim then
 replayed the altered result or ran the work again. From this revision the database itself checks every write
-to ``integrity_ledger`` against the transitions the ledger makes (:mod:`airflow_integrity.store.ledger_sql`):
+to ``integrity_ledger`` against the transitions the ledger makes (:mod:`airflow_integrity.store.ledger.sql`):
 
 ``claim``
     a new row: in progress, fencing token 1, no result, error or release; or, on a key that may be claimed
@@ -25,7 +25,7 @@ disable the triggers (the tables' owner; anyone who can write an SQLite file) is
 ledger checks every stored result, inline ones included, against its recorded SHA-256.
 
 ``fingerprint_scheme`` records the canonical form of each key's fingerprint
-(:func:`airflow_integrity.store.ledger_codec.fingerprint`): 1 for keys claimed before this revision, 2 after.
+(:func:`airflow_integrity.store.ledger.codec.inputs_digest`): 1 for keys claimed before this revision, 2 after.
 
 Revision ID: l2
 Revises: l1

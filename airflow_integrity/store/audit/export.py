@@ -1,0 +1,278 @@
+"""Export of the audit trail for reviewers, as JSON Lines or CSV, stating whether the chain verified.
+
+Every export first chains the events recorded and not chained yet, so that it holds every event recorded
+before it began, verifies the whole chain (:func:`airflow_integrity.store.audit.verify.verify`) and then
+writes the matching events up to the head it verified:
+
+JSON Lines
+    a first line ``{"record": "audit_export", "verified": ..., "verification": {...}, "filters": {...}}``,
+    one ``{"record": "event", ...}`` line per event, and a last line ``{"record": "end", "events": N}``.
+CSV
+    a first line ``# airflow-integrity audit export: chain VERIFIED ...`` (or ``NOT VERIFIED``, with the first
+    bad sequence number and the reason), a header row, one row per event, and a last line ``# end ...``.
+
+Each event carries ``verified``: whether it lies before the first sequence number that cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sqlalchemy import text
+
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.event import AuditEventError, AuditRecord, format_timestamp
+from airflow_integrity.store.audit.schema import EVENT, RECORD_SELECT, field_sql, record_from_row
+from airflow_integrity.store.audit.verify import VerifyResult, verify
+
+if TYPE_CHECKING:
+    from airflow_integrity.store.audit.signing import CheckpointKey
+    from airflow_integrity.store.store import IntegrityStore
+
+FORMATS = ("jsonl", "csv")
+CSV_COLUMNS = (
+    "seq",
+    "recorded_at",
+    "event_type",
+    "actor",
+    "business_key",
+    "dag_id",
+    "dag_version",
+    "bundle_version",
+    "run_id",
+    "task_id",
+    "map_index",
+    "try_number",
+    "details",
+    "event_id",
+    "verified",
+    "prev_hash",
+    "hash",
+)
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export` wrote."""
+
+    verification: VerifyResult
+    events: int
+    filters: dict[str, str]
+
+
+def to_timestamp(value: datetime | str | None, name: str) -> str | None:
+    """Read a ``since``/``until`` bound (an aware or UTC datetime, or ISO-8601 text) as a canonical timestamp."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise AuditEventError(
+                f"{name} {value!r} is not an ISO-8601 date or time, for example 2026-11-28 or "
+                "2026-11-28T09:30:00Z."
+            ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return format_timestamp(value)
+
+
+def iter_records(
+    store: IntegrityStore,
+    *,
+    business_key: str | None = None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    max_seq: int | None = None,
+    with_runs: bool = True,
+) -> Iterator[tuple[int, AuditRecord | str]]:
+    """Matching events in sequence order, as ``(seq, record)``; a body that is not an event's JSON is
+    yielded as its raw text. ``since`` is inclusive, ``until`` exclusive (times in UTC). With a business
+    key and ``with_runs``, the unkeyed events of the DAG runs that recorded the key are included too."""
+    clauses, params = _filters(store.backend, business_key, dag_id, run_id, since, until, with_runs)
+    if max_seq is not None:
+        clauses.append("e.seq <= :max_seq")
+        params["max_seq"] = max_seq
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with store.read() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=2000).execute(
+            text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e {where} ORDER BY e.seq"), params
+        )
+        for seq, body, prev_hash, hash_ in result:
+            try:
+                yield seq, record_from_row(seq, body, prev_hash, hash_)
+            except (ValueError, TypeError, KeyError):
+                yield seq, str(body)
+
+
+def export(
+    store: IntegrityStore,
+    fmt: str = "jsonl",
+    *,
+    out: TextIO,
+    business_key: str | None = None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    key: CheckpointKey | Sequence[CheckpointKey] | None = None,
+    with_runs: bool = True,
+) -> ExportSummary:
+    """Chain pending events, verify the chain, then write the matching events to ``out`` with the verification
+    status.
+
+    Args:
+        store: The integrity store.
+        fmt: ``"jsonl"`` or ``"csv"``.
+        out: A text stream (for CSV, open files with ``newline=""``).
+        business_key: Only events for this business key, across all DAGs and runs ("everything about claim 42"):
+            the events recorded with the key and, with ``with_runs``, the events without a business key of the runs
+            that recorded it (task states, approvals, the run's outcome).
+        dag_id: Only events of this DAG.
+        run_id: Only events of this DAG run.
+        since: Only events recorded at or after this time (UTC when no time zone is given).
+        until: Only events recorded before this time.
+        key: Checkpoint key(s), so that the verification covers the checkpoint signatures.
+        with_runs: See ``business_key``.
+    """
+    if fmt not in FORMATS:
+        raise AuditEventError(f"Export format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
+    filters = {
+        name: str(value)
+        for name, value in (
+            ("business_key", business_key),
+            ("dag_id", dag_id),
+            ("run_id", run_id),
+            ("since", to_timestamp(since, "since")),
+            ("until", to_timestamp(until, "until")),
+        )
+        if value is not None
+    }
+    AuditLog(store).chain_pending()
+    result = verify(store, key=key)
+    trusted_below = None if result.ok else result.first_bad_seq
+    rows = iter_records(
+        store,
+        business_key=business_key,
+        dag_id=dag_id,
+        run_id=run_id,
+        since=since,
+        until=until,
+        max_seq=result.head_seq if result.ok else None,
+        with_runs=with_runs,
+    )
+    writer = _write_jsonl if fmt == "jsonl" else _write_csv
+    count = writer(out, rows, result, filters, trusted_below)
+    return ExportSummary(verification=result, events=count, filters=filters)
+
+
+def _filters(
+    dialect: str,
+    business_key: str | None,
+    dag_id: str | None,
+    run_id: str | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    with_runs: bool = True,
+) -> tuple[list[str], dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for column, value in (("dag_id", dag_id), ("run_id", run_id)):
+        if value is not None:
+            clauses.append(f"{field_sql(dialect, column)} = :{column}")
+            params[column] = value
+    if business_key is not None:
+        params["business_key"] = business_key
+        keyed = f"{field_sql(dialect, 'business_key')} = :business_key"
+        if with_runs:
+            # The runs that touched the key: their events without a key of their own (task and run states,
+            # approvals) belong to its story too; events about other keys in a batch run do not.
+            same_run = " AND ".join(
+                f"{field_sql(dialect, name, 'k')} = {field_sql(dialect, name)}" for name in ("dag_id", "run_id")
+            )
+            keyed = (
+                f"({keyed} OR {field_sql(dialect, 'business_key')} IS NULL AND EXISTS (SELECT 1 FROM {EVENT} AS k "
+                f"WHERE {field_sql(dialect, 'business_key', 'k')} = :business_key AND {same_run}))"
+            )
+        clauses.append(keyed)
+    if (start := to_timestamp(since, "since")) is not None:
+        clauses.append(f"{field_sql(dialect, 'recorded_at')} >= :since")
+        params["since"] = start
+    if (end := to_timestamp(until, "until")) is not None:
+        clauses.append(f"{field_sql(dialect, 'recorded_at')} < :until")
+        params["until"] = end
+    return clauses, params
+
+
+def _verified(seq: int, trusted_below: int | None) -> bool:
+    return trusted_below is None or seq < trusted_below
+
+
+def _status_line(result: VerifyResult, filters: dict[str, str]) -> str:
+    scope = "; ".join(f"{k}={v}" for k, v in filters.items()) or "all events"
+    if result.ok:
+        status = f"chain VERIFIED: {result.count} events, head seq {result.head_seq}, head hash {result.head_hash}"
+    else:
+        status = f"chain NOT VERIFIED: first bad seq {result.first_bad_seq}: {result.reason}: {result.detail}"
+    return f"airflow-integrity audit export: {status}; exported: {scope}"
+
+
+def _write_jsonl(
+    out: TextIO,
+    rows: Iterator[tuple[int, AuditRecord | str]],
+    result: VerifyResult,
+    filters: dict[str, str],
+    trusted_below: int | None,
+) -> int:
+    header = {
+        "record": "audit_export",
+        "format_version": 1,
+        "verified": result.ok,
+        "summary": _status_line(result, filters),
+        "verification": result.as_dict(),
+        "filters": filters,
+        "exported_at": format_timestamp(datetime.now(timezone.utc)),
+    }
+    out.write(json.dumps(header, ensure_ascii=False) + "\n")
+    count = 0
+    for seq, record in rows:
+        line = (
+            {"record": "event", "verified": _verified(seq, trusted_below), **record.as_dict()}
+            if isinstance(record, AuditRecord)
+            else {"record": "event", "seq": seq, "verified": False, "unreadable_body": record}
+        )
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        count += 1
+    out.write(json.dumps({"record": "end", "events": count, "verified": result.ok}) + "\n")
+    return count
+
+
+def _write_csv(
+    out: TextIO,
+    rows: Iterator[tuple[int, AuditRecord | str]],
+    result: VerifyResult,
+    filters: dict[str, str],
+    trusted_below: int | None,
+) -> int:
+    out.write(f"# {_status_line(result, filters)}\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for seq, record in rows:
+        if isinstance(record, AuditRecord):
+            values = record.as_dict()
+            values["details"] = json.dumps(values["details"], ensure_ascii=False, sort_keys=True)
+            values["verified"] = _verified(seq, trusted_below)
+            writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+        else:
+            writer.writerow([seq, *[""] * 11, record, "", False, "", ""])
+        count += 1
+    out.write(f"# end of export: {count} events; chain {'VERIFIED' if result.ok else 'NOT VERIFIED'}\n")
+    return count
