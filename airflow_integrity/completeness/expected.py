@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_integrity.completeness.metadata import CLEAR_LOG_EVENTS, LogRow, Run, Try
@@ -218,13 +218,15 @@ def _from_log(run: Run) -> list[Expected]:
         host = _extra(row).get("host_name")
         events.append(_event("task_instance", row.event, t, row.at, {"kind": "reported", "host": host}))
         if row.event == "deferred":
+            # The next start of the same task instance: normally the same try; a try Airflow renumbered when the
+            # trigger fired before the deferring process's end was handled still resumed the deferral.
             resumed = next(
                 (
                     later
                     for later in run.log
                     if later.event == "running"
-                    and (later.task_id, later.map_index, later.try_number)
-                    == (row.task_id, row.map_index, row.try_number)
+                    and (later.task_id, later.map_index) == (row.task_id, row.map_index)
+                    and int(later.try_number or 0) >= int(row.try_number or 0)
                     and later.at is not None
                     and row.at is not None
                     and later.at > row.at
@@ -233,7 +235,8 @@ def _from_log(run: Run) -> list[Expected]:
             )
             if resumed is not None:
                 cause = {"kind": "trigger", "deferred_at": _iso(row.at)}
-                events.append(_event("task_instance", "resumed", t, resumed.at, cause))
+                again = replace(t, try_number=int(resumed.try_number or 0))
+                events.append(_event("task_instance", "resumed", again, resumed.at, cause))
     return events
 
 

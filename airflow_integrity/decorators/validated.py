@@ -148,16 +148,7 @@ class _ValidatedDecoratedOperator(HandoffPolicyArguments, DecoratedOperator, Pyt
         run = self._validate(
             hook, value, self.suite, label=f"return value of task {self.task_id!r}", on_failure=self.on_failure
         )
-        handoff = enforce(
-            hook,
-            run,
-            on_failure=self.on_failure,
-            quarantine_path=location,
-            quarantine_format=self.quarantine_format,
-            max_unexpected_fraction=self.max_unexpected_fraction,
-            quarantine_warnings=self.quarantine_warnings,
-            business_key=self.business_key,
-        )
+        handoff = self.apply_policy(hook, run, location, self.business_key)
         self.log.info("Validation result %s (%s) is in the integrity store.", run.result_id, run.status)
         if handoff.quarantine is not None:
             return handoff.good  # the good rows of what the function returned, the same objects

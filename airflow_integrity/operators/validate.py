@@ -91,6 +91,22 @@ class HandoffPolicyArguments:
         self._quarantine_path_template = self.quarantine_path
         self._dag_code_params = dag_code_params(self) if self.on_failure == "quarantine" else {}
 
+    def apply_policy(self, hook: Any, run: Any, location: Any, business_key: str | None) -> Handoff:
+        """Apply the policy to a validation's ``run`` (see :func:`airflow_integrity.hooks.validation.enforce`);
+        ``location`` is the quarantine folder :func:`quarantine_location` allowed."""
+        from airflow_integrity.hooks.validation import enforce
+
+        return enforce(
+            hook,
+            run,
+            on_failure=self.on_failure,
+            quarantine_path=location,
+            quarantine_format=self.quarantine_format,
+            max_unexpected_fraction=self.max_unexpected_fraction,
+            quarantine_warnings=self.quarantine_warnings,
+            business_key=business_key,
+        )
+
 
 def quarantine_location(task: Any, rendered: Any, context: Mapping[str, Any]) -> Any:
     """The quarantine folder of a running validating task: ``rendered`` (its rendered ``quarantine_path``), once
@@ -307,7 +323,7 @@ class ValidateDataOperator(DataSourceArguments, HandoffPolicyArguments, BaseOper
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, record, apply ``on_failure``; return the summary (and the good rows for quarantine)."""
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
-        from airflow_integrity.hooks.validation import enforce, validate_or_fail
+        from airflow_integrity.hooks.validation import validate_or_fail
 
         hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
         location = None
@@ -338,16 +354,7 @@ class ValidateDataOperator(DataSourceArguments, HandoffPolicyArguments, BaseOper
                 for e in run.outcome.suite.expectations
             ],
         }
-        handoff: Handoff = enforce(
-            hook,
-            run,
-            on_failure=self.on_failure,
-            quarantine_path=location,
-            quarantine_format=self.quarantine_format,
-            max_unexpected_fraction=self.max_unexpected_fraction,
-            quarantine_warnings=self.quarantine_warnings,
-            business_key=self.business_key,
-        )
+        handoff = self.apply_policy(hook, run, location, self.business_key)
         result: dict[str, Any] = {"summary": run.summary}
         if handoff.quarantine is not None:
             result["quarantine"] = handoff.quarantine

@@ -14,10 +14,12 @@ from airflow.sdk import BaseOperator, dag, get_current_context, task
 
 
 class WaitForCutoff(BaseOperator):
-    """Defers to the triggerer for a few seconds, always (a time sensor would not defer once its moment passed)."""
+    """Defers to the triggerer for 10 s, always (a time sensor would not defer once its moment passed; a shorter
+    wait can end before the scheduler has handled the deferring process's end, and Airflow then renumbers the
+    try)."""
 
     def execute(self, context):  # type: ignore[no-untyped-def]
-        self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=3)), method_name="execute_complete")
+        self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=10)), method_name="execute_complete")
 
     def execute_complete(self, context, event=None):  # type: ignore[no-untyped-def]
         return None

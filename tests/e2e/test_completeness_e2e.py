@@ -175,6 +175,11 @@ def test_every_state_on_a_cluster_has_its_event_with_its_cause(
 
         states = _final_states(cluster, dag_ids)
         code, report = _reconcile(cluster)
+        waits_log = _metadata(
+            cluster,
+            "SELECT event, dttm, task_id, map_index, try_number FROM log WHERE dag_id = 'completeness_waits' "
+            "ORDER BY dttm",
+        )
         logs = cluster.logs_tail()
 
     events = _events(store_uri)
@@ -214,6 +219,7 @@ def test_every_state_on_a_cluster_has_its_event_with_its_cause(
     # The waits: deferred and resumed, rescheduled.
     waits = [e for e in events if e.run_id == runs["completeness_waits"]]
     kinds = [e.event_type for e in waits if e.task_id == "wait_for_cutoff"]
+    assert "task_instance.resumed" in kinds, (kinds, waits_log)
     assert kinds.index("task_instance.deferred") < kinds.index("task_instance.resumed"), kinds
     assert "task_instance.up_for_reschedule" in [e.event_type for e in waits if e.task_id == "documents_arrived"]
     # Airflow's branch example: every skip names the branch task that chose.
