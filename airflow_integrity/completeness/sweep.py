@@ -71,7 +71,8 @@ def sweep_once(now: dt.datetime | None = None) -> int:
         ).all()
         runs = read_runs(session, [(k.dag_id, k.run_id) for k in keys])
     recorded = record_missing(runs, recorded_by=IN_SWEEP, include_final_run_state=True) if runs else 0
-    log.info(
+    # Quiet while there is nothing to sweep: an idle scheduler would log it every interval.
+    (log.info if runs else log.debug)(
         "airflow-integrity: completeness sweep of %d run(s) in %.0f ms, %d state event(s) recorded",
         len(runs),
         (time.perf_counter() - started) * 1000,
