@@ -109,9 +109,9 @@ class _ValidatedDecoratedOperator(HandoffPolicyArguments, DecoratedOperator, Pyt
         self.integrity_conn_id = integrity_conn_id
 
     def _validate(self, hook: Any, value: Any, suite: Any, *, label: str, on_failure: str) -> Any:
-        from airflow_integrity.hooks.validation import validate_or_fail
+        from airflow_integrity.hooks.validation import fail_on_bad_input
 
-        return validate_or_fail(
+        return fail_on_bad_input(
             lambda: hook.validate_data(
                 value,
                 suite,

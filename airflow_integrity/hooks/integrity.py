@@ -287,9 +287,9 @@ class IntegrityCheckHook(BaseHook):
             ``result_id``. Nothing is raised for failed expectations: apply a policy with
             :func:`airflow_integrity.hooks.validation.enforce`.
         """
-        from airflow_integrity.hooks.validation import run_validation
+        from airflow_integrity.hooks.validation import validate_and_record
 
-        return run_validation(self, data, suite, **options)
+        return validate_and_record(self, data, suite, **options)
 
     def get_validation_result(self, result_id: str) -> StoredValidationResult | None:
         """The full result a validation summary names by ``result_id`` (``None`` if there is none)."""

@@ -104,7 +104,7 @@ class Handoff:
     quarantine: dict[str, Any] | None = None
 
 
-def validate_or_fail(action: Callable[[], T]) -> T:
+def fail_on_bad_input(action: Callable[[], T]) -> T:
     """Run ``action``; a bad suite or bad data becomes ``AirflowFailException`` (retrying cannot help).
 
     ``SourceUnavailableError`` (a database or endpoint that is down) passes through, so Airflow retries it.
@@ -126,7 +126,7 @@ def status_of(summary: Mapping[str, Any]) -> str:
     return "warned" if any(summary.get("failed_by_severity", {}).values()) else "passed"
 
 
-def run_validation(
+def validate_and_record(
     hook: IntegrityCheckHook,
     data: Any,
     suite: Any,

@@ -323,14 +323,14 @@ class ValidateDataOperator(DataSourceArguments, HandoffPolicyArguments, BaseOper
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, record, apply ``on_failure``; return the summary (and the good rows for quarantine)."""
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
-        from airflow_integrity.hooks.validation import validate_or_fail
+        from airflow_integrity.hooks.validation import fail_on_bad_input
 
         hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
         location = None
         if self.on_failure == "quarantine":  # before anything runs: a location the run's conf chose is refused
             location = quarantine_location(self, self.quarantine_path, context)
-        source = validate_or_fail(self.data_source)
-        run = validate_or_fail(
+        source = fail_on_bad_input(self.data_source)
+        run = fail_on_bad_input(
             lambda: hook.validate_data(
                 self.data,
                 self.suite,

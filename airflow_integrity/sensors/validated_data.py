@@ -80,9 +80,9 @@ class ValidatedDataSensor(DataSourceArguments, BaseSensorOperator):
         self._last_failure: str | None = None
 
     def _source(self) -> DataSource:
-        from airflow_integrity.hooks.validation import validate_or_fail
+        from airflow_integrity.hooks.validation import fail_on_bad_input
 
-        source = validate_or_fail(self.data_source)
+        source = fail_on_bad_input(self.data_source)
         assert source is not None  # __init__ requires one source
         return source
 

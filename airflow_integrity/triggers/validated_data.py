@@ -36,13 +36,13 @@ def check_once(
         ``result_id``); ``{"status": "error", "message": ...}`` for a bad suite, which waiting cannot fix.
     """
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
-    from airflow_integrity.hooks.validation import run_validation
+    from airflow_integrity.hooks.validation import validate_and_record
     from airflow_integrity.validation.errors import DataError, SourceUnavailableError, SuiteError
 
     hook = IntegrityCheckHook(integrity_conn_id=integrity_conn_id)
     task_instance = SimpleNamespace(**task_identity) if task_identity else None
     try:
-        run = run_validation(
+        run = validate_and_record(
             hook,
             None,
             suite,

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import text
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
-from airflow_integrity.hooks.validation import enforce, validate_or_fail
+from airflow_integrity.hooks.validation import enforce, fail_on_bad_input
 from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.validation.quarantine import REASONS_COLUMN
 from tests.hooks.validation_helpers import ROWS, SUITE, TABLE_LEVEL_SUITE, events
@@ -133,13 +133,13 @@ def test_bad_suite_and_bad_data_are_not_retried_and_name_the_problem(store_conn_
     hook.get_store()  # migrated, so the audit trail can be read
     bad_suite = [{"type": "expect_column_values_to_be_postive", "kwargs": {"column": "age"}}]
     with pytest.raises(AirflowFailException, match=r"expectation #0 \(expect_column_values_to_be_postive\)"):
-        validate_or_fail(lambda: hook.validate_data(ROWS, bad_suite))
+        fail_on_bad_input(lambda: hook.validate_data(ROWS, bad_suite))
     with pytest.raises(AirflowFailException, match="needs column 'agee' \\(did you mean 'age'\\?\\)"):
-        validate_or_fail(
+        fail_on_bad_input(
             lambda: hook.validate_data(
                 ROWS, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "agee"}}]
             )
         )
     with pytest.raises(AirflowFailException, match="not a table"):
-        validate_or_fail(lambda: hook.validate_data(42, SUITE, label="return value of task 'x'"))
+        fail_on_bad_input(lambda: hook.validate_data(42, SUITE, label="return value of task 'x'"))
     assert events(store_conn_env) == []  # nothing ran, so nothing was recorded as validated
