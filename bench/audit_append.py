@@ -302,8 +302,7 @@ def _bench_pg(admin_uri: str, args: argparse.Namespace) -> None:
         url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
         _bench_backend("postgresql", url, args.seconds, args.rounds)
     finally:
-        from airflow_integrity.store.audit.chain import close_connections
-        from airflow_integrity.store.engine import dispose_engines
+        from airflow_integrity.store.connections import close_connections, dispose_engines
 
         close_connections()
         dispose_engines()

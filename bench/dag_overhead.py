@@ -194,8 +194,7 @@ def _cluster(
                 raise RuntimeError(f"without the plugin, {total} listener events were recorded")
             print(f"  {name:>18} trail: no listener events (plugin not loaded)", flush=True)
     finally:
-        from airflow_integrity.store.audit.chain import close_connections
-        from airflow_integrity.store.engine import dispose_engines
+        from airflow_integrity.store.connections import close_connections, dispose_engines
 
         close_connections()
         dispose_engines()

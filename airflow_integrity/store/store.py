@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from airflow_integrity.store import migrate
-from airflow_integrity.store.engine import READONLY, get_engine
+from airflow_integrity.store.connections import READONLY, get_engine
 from airflow_integrity.store.errors import SchemaNotCurrentError, StoreUnavailableError
 from airflow_integrity.store.location import StoreLocation
 

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import inspect, text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit.chain import AuditLog, close_connections
+from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEvent
 from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.connections import close_connections
 from airflow_integrity.store.migrate import VERSION_TABLE, head_revision, upgrade
 
 pytestmark = pytest.mark.integration

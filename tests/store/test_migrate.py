@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from airflow_integrity.store import IntegrityStore, SchemaNotCurrentError, StoreLocation
-from airflow_integrity.store.audit.chain import close_connections
 from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.connections import close_connections
 from airflow_integrity.store.migrate import HEAD_REVISION, VERSION_TABLE, head_revision, upgrade
 
 pytestmark = pytest.mark.integration

@@ -21,13 +21,14 @@ from airflow_integrity.store import (
     StoreLocation,
     validation_results,
 )
-from airflow_integrity.store.audit.chain import AuditLog, close_connections
+from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.checkpoints import create_checkpoint
 from airflow_integrity.store.audit.event import AuditEvent
 from airflow_integrity.store.audit.export import export
 from airflow_integrity.store.audit.schema import CONTENT_COLUMNS
 from airflow_integrity.store.audit.signing import CheckpointKey
 from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.connections import close_connections
 from airflow_integrity.store.ledger import sql as ledger_sql
 from airflow_integrity.store.ledger.codec import inputs_digest
 from airflow_integrity.store.ledger.entries import ClaimStatus, StaleHolderError

@@ -38,10 +38,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -71,6 +69,7 @@ from airflow_integrity.store.audit.schema import (
     record_from_row,
 )
 from airflow_integrity.store.audit.tail import PendingTail, existing_tail, pending_tail
+from airflow_integrity.store.connections import raw_connection
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
@@ -212,13 +211,13 @@ def _payload(prepared: list[PreparedEvent]) -> str:
 
 
 def _tail(store: IntegrityStore) -> PendingTail:
-    key = _store_key(store)
+    key = store.location.key
     return existing_tail(key) or pending_tail(key, AuditLog(store).chain_pending, store.location.display)
 
 
 def _chained_everything(store: IntegrityStore, started: float) -> None:
     """A chaining that began at ``started`` took everything this process had recorded before."""
-    tail = existing_tail(_store_key(store))
+    tail = existing_tail(store.location.key)
     if tail is not None:
         tail.chained(started)
 
@@ -242,7 +241,7 @@ def _record_intake(
                     "event a new id."
                 )
             inserted[event.event_id] = row[len(CONTENT_COLUMNS) :]
-    key = (_store_key(store), os.getpid())
+    key = (store.location.key, os.getpid())
     now = time.monotonic()
     if any(row[0] % batch == 0 for row in inserted.values()) or now - _last_chained.get(key, 0.0) > 1.0:
         _last_chained[key] = now
@@ -293,7 +292,7 @@ def _record(prepared: PreparedEvent, recorded_at: datetime, seq: int, prev_hash:
 
 def _append_sqlite(store: IntegrityStore, prepared: list[PreparedEvent]) -> list[AuditRecord]:
     records: list[AuditRecord] = []
-    with _connection(store) as conn:
+    with raw_connection(store) as conn:
         try:
             # BEGIN IMMEDIATE takes the write lock at once: the head cannot move under us.
             conn.execute("BEGIN IMMEDIATE")
@@ -364,90 +363,6 @@ def _append_postgres(store: IntegrityStore, prepared: list[PreparedEvent]) -> li
 # (PostgreSQL, with its liveness ping) or a new connection (SQLite) costs as much as the append itself. A
 # stale PostgreSQL connection shows when the append fails; the append is then retried once on a new
 # connection (safe: appending an event id twice records it once).
-_idle: dict[tuple[str, int], list[Any]] = {}
-_idle_lock = threading.Lock()
-_MAX_IDLE = 4
-
-
-def _store_key(store: IntegrityStore) -> str:
-    return store.location.key
-
-
-def _connect(store: IntegrityStore) -> Any:
-    if store.backend == "sqlite":
-        import sqlite3
-
-        try:
-            conn = sqlite3.connect(
-                store.location.url.database or "",
-                timeout=store.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            # The same settings as the store's engine: WAL, a durable commit, a wait for other writers.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(store.busy_timeout * 1000)}")
-        except sqlite3.OperationalError as exc:
-            raise store._unavailable(exc) from exc
-        return conn
-    import psycopg
-
-    conninfo = store.location.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise store._unavailable(exc) from exc
-
-
-def _reusable(conn: Any) -> bool:
-    if hasattr(conn, "in_transaction"):  # sqlite3
-        return not conn.in_transaction
-    import psycopg
-
-    return not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-
-
-@contextmanager
-def _connection(store: IntegrityStore) -> Iterator[Any]:
-    """A connection to the store (psycopg in autocommit mode, or sqlite3 without implicit transactions),
-    returned to this process's idle list afterwards if it is reusable."""
-    key = (_store_key(store), os.getpid())
-    with _idle_lock:
-        idle = _idle.setdefault(key, [])
-        conn = idle.pop() if idle else None
-    if conn is None:
-        conn = _connect(store)
-    try:
-        yield conn
-    finally:
-        reusable = _reusable(conn)
-        with _idle_lock:
-            if reusable and len(idle) < _MAX_IDLE and os.getpid() == key[1]:
-                idle.append(conn)
-                conn = None
-        if conn is not None:
-            conn.close()
-
-
-def close_connections() -> None:
-    """Close this process's idle audit connections (tests and shutdown)."""
-    with _idle_lock:
-        connections = [conn for idle in _idle.values() for conn in idle]
-        _idle.clear()
-    for conn in connections:
-        conn.close()
-
-
-def _forget_connections_after_fork() -> None:
-    # The parent's connections are not ours; psycopg does not close them when collected in a child. A thread
-    # of the parent (the chaining thread, for one) may have held the lock at the fork.
-    global _idle_lock
-    _idle_lock = threading.Lock()
-    _idle.clear()
-
-
-os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def _call(store: IntegrityStore, query: str, params: tuple[Any, ...] | None) -> Any:
@@ -462,7 +377,7 @@ def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
 
     for attempt in (1, 2):
         try:
-            with _connection(store) as conn:
+            with raw_connection(store) as conn:
                 return work(conn)
         except psycopg.OperationalError as exc:
             if not _connection_lost(exc):

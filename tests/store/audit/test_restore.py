@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy import text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
-from airflow_integrity.store.audit.chain import AuditLog, close_connections
+from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEvent
 from airflow_integrity.store.audit.schema import EVENT, INTAKE
 from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.connections import close_connections
 from tests.pg import EmbeddedCluster, embedded_cluster, pg_program
 
 pytestmark = pytest.mark.integration
