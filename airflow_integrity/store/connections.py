@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -33,10 +34,31 @@ _lock = threading.Lock()
 
 
 def _sqlite_settings(cursor: Any, busy_timeout: float) -> None:
-    """WAL, a durable commit, a wait for other writers: every SQLite connection to the store has them."""
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    """A wait for other writers, a durable commit, WAL: every SQLite connection to the store has them."""
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    cursor.execute("PRAGMA synchronous=FULL")
+    _journal_in_wal(cursor, busy_timeout)
+
+
+def _journal_in_wal(cursor: Any, busy_timeout: float) -> None:
+    """Put the database in WAL mode unless it is. Switching needs a lock that SQLite does not wait for (it answers
+    "database is locked" at once while another process opens or migrates the file), so the switch is retried,
+    with a growing pause, for up to the busy timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.01
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def _sqlite_engine(location: StoreLocation, busy_timeout: float) -> Engine:
