@@ -199,12 +199,16 @@ class IntegrityCheckHook(BaseHook):
         except AuditEventError:
             raise
         except StoreError as exc:
-            if self._settings.audit_on_store_error != "spool" and not keep:
-                raise AuditUnavailableError(
-                    f"Audit event {event.event_type!r} could not be recorded, so the step must not run "
-                    f"unaudited ([integrity] audit_on_store_error = fail): {exc}"
-                ) from exc
-            spool.put(event, occurred_at=attempted_at, reason=f"{type(exc).__name__}: {exc}")
+            self._spool_or_refuse(
+                [event],
+                exc,
+                keep=keep,
+                attempted_at=attempted_at,
+                spool=spool,
+                refused=(
+                    f"Audit event {event.event_type!r} could not be recorded, so the step must not run unaudited"
+                ),
+            )
             self.log.warning(
                 "Integrity store could not take audit event %s (%s); spooled to %s: %s",
                 event.event_type,
@@ -227,16 +231,33 @@ class IntegrityCheckHook(BaseHook):
         except AuditEventError:
             raise
         except StoreError as exc:
-            if self._settings.audit_on_store_error != "spool" and not keep:
-                raise AuditUnavailableError(
-                    f"{len(events)} audit events could not be recorded ([integrity] audit_on_store_error = fail): "
-                    f"{exc}"
-                ) from exc
-            spool = _spool(self._settings.spool_dir)
-            for event in events:
-                spool.put(event, occurred_at=attempted_at, reason=f"{type(exc).__name__}: {exc}")
+            self._spool_or_refuse(
+                events,
+                exc,
+                keep=keep,
+                attempted_at=attempted_at,
+                spool=_spool(self._settings.spool_dir),
+                refused=f"{len(events)} audit events could not be recorded",
+            )
             self.log.warning("Integrity store could not take %d audit events; spooled: %s", len(events), exc)
             return 0
+
+    def _spool_or_refuse(
+        self,
+        events: Sequence[AuditEvent],
+        exc: StoreError,
+        *,
+        keep: bool,
+        attempted_at: datetime,
+        spool: AuditSpool,
+        refused: str,
+    ) -> None:
+        """The store did not take ``events``: spool them (policy ``spool``, or ``keep``: their steps happened),
+        or raise ``AuditUnavailableError`` beginning with ``refused`` (policy ``fail``)."""
+        if self._settings.audit_on_store_error != "spool" and not keep:
+            raise AuditUnavailableError(f"{refused} ([integrity] audit_on_store_error = fail): {exc}") from exc
+        for event in events:
+            spool.put(event, occurred_at=attempted_at, reason=f"{type(exc).__name__}: {exc}")
 
     def drain_spool(self) -> DrainReport:
         """Replay every spooled audit event into the store, in order, and chain them.

@@ -170,3 +170,27 @@ def test_an_end_event_the_store_cannot_take_is_spooled_whatever_the_policy(store
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
     assert IntegrityCheckHook().drain_spool().replayed == 1
     assert _types(store_url) == [("task_instance.success", None)]
+
+
+def test_several_events_at_once_follow_the_same_policy(store_url: str, tmp_path: Path, monkeypatch) -> None:
+    """``record_events`` (the completeness check's gap events): refused under ``fail``, spooled when their steps
+    already happened (``keep``), replayed once and in order when the store is back."""
+    from airflow_integrity.store.audit.event import AuditEvent
+
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
+    events = [
+        AuditEvent(event_type="task_instance.skipped", actor="scheduler@h", business_key=f"k-{i}")
+        for i in range(3)
+    ]
+    with pytest.raises(AuditUnavailableError, match=r"^3 audit events could not be recorded .*127\.0\.0\.1:9"):
+        IntegrityCheckHook().record_events(events)
+    assert AuditSpool(tmp_path / "spool").pending() == 0
+
+    assert IntegrityCheckHook().record_events(events, keep=True) == 0
+    assert AuditSpool(tmp_path / "spool").pending() == 3
+
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    assert IntegrityCheckHook().drain_spool().moved == 3
+    assert IntegrityCheckHook().drain_spool().moved == 0
+    assert _types(store_url) == [("task_instance.skipped", f"k-{i}") for i in range(3)]
