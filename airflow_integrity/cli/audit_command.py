@@ -272,7 +272,7 @@ def reconcile(args: argparse.Namespace) -> None:
     from airflow_integrity.completeness.gaps import find_gaps, gap_events
     from airflow_integrity.completeness.metadata import read_runs
     from airflow_integrity.store import StoreError
-    from airflow_integrity.store.audit.export import to_timestamp
+    from airflow_integrity.store.audit.event import to_timestamp
 
     hook = _hook(args)
     try:

@@ -113,6 +113,23 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
 
 
+def to_timestamp(value: datetime | str | None, name: str) -> str | None:
+    """Read a ``since``/``until`` bound (an aware or UTC datetime, or ISO-8601 text) as a canonical timestamp."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise AuditEventError(
+                f"{name} {value!r} is not an ISO-8601 date or time, for example 2026-11-28 or "
+                "2026-11-28T09:30:00Z."
+            ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return format_timestamp(value)
+
+
 def _q(value: str | None) -> str:
     return "null" if value is None else encode_basestring(value)
 

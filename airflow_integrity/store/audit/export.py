@@ -21,13 +21,11 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TextIO
-
-from sqlalchemy import text
+from typing import TYPE_CHECKING, TextIO
 
 from airflow_integrity.store.audit.chain import AuditLog
-from airflow_integrity.store.audit.event import AuditEventError, AuditRecord, format_timestamp
-from airflow_integrity.store.audit.schema import EVENT, RECORD_SELECT, field_sql, record_from_row
+from airflow_integrity.store.audit.event import AuditEventError, AuditRecord, format_timestamp, to_timestamp
+from airflow_integrity.store.audit.query import EventFilter, stream
 from airflow_integrity.store.audit.verify import VerifyResult, verify
 
 if TYPE_CHECKING:
@@ -65,23 +63,6 @@ class ExportSummary:
     filters: dict[str, str]
 
 
-def to_timestamp(value: datetime | str | None, name: str) -> str | None:
-    """Read a ``since``/``until`` bound (an aware or UTC datetime, or ISO-8601 text) as a canonical timestamp."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise AuditEventError(
-                f"{name} {value!r} is not an ISO-8601 date or time, for example 2026-11-28 or "
-                "2026-11-28T09:30:00Z."
-            ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return format_timestamp(value)
-
-
 def iter_records(
     store: IntegrityStore,
     *,
@@ -96,20 +77,11 @@ def iter_records(
     """Matching events in sequence order, as ``(seq, record)``; a body that is not an event's JSON is
     yielded as its raw text. ``since`` is inclusive, ``until`` exclusive (times in UTC). With a business
     key and ``with_runs``, the unkeyed events of the DAG runs that recorded the key are included too."""
-    clauses, params = _filters(store.backend, business_key, dag_id, run_id, since, until, with_runs)
-    if max_seq is not None:
-        clauses.append("e.seq <= :max_seq")
-        params["max_seq"] = max_seq
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    with store.read() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=2000).execute(
-            text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e {where} ORDER BY e.seq"), params
-        )
-        for seq, body, prev_hash, hash_ in result:
-            try:
-                yield seq, record_from_row(seq, body, prev_hash, hash_)
-            except (ValueError, TypeError, KeyError):
-                yield seq, str(body)
+    where = EventFilter(
+        business_key=business_key, dag_id=dag_id, run_id=run_id, since=since, until=until, story=with_runs
+    )
+    for row in stream(store, where, max_seq=max_seq):
+        yield row.seq, row.record if row.record is not None else str(row.raw)
 
 
 def export(
@@ -171,44 +143,6 @@ def export(
     writer = _write_jsonl if fmt == "jsonl" else _write_csv
     count = writer(out, rows, result, filters, trusted_below)
     return ExportSummary(verification=result, events=count, filters=filters)
-
-
-def _filters(
-    dialect: str,
-    business_key: str | None,
-    dag_id: str | None,
-    run_id: str | None,
-    since: datetime | str | None,
-    until: datetime | str | None,
-    with_runs: bool = True,
-) -> tuple[list[str], dict[str, Any]]:
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    for column, value in (("dag_id", dag_id), ("run_id", run_id)):
-        if value is not None:
-            clauses.append(f"{field_sql(dialect, column)} = :{column}")
-            params[column] = value
-    if business_key is not None:
-        params["business_key"] = business_key
-        keyed = f"{field_sql(dialect, 'business_key')} = :business_key"
-        if with_runs:
-            # The runs that touched the key: their events without a key of their own (task and run states,
-            # approvals) belong to its story too; events about other keys in a batch run do not.
-            same_run = " AND ".join(
-                f"{field_sql(dialect, name, 'k')} = {field_sql(dialect, name)}" for name in ("dag_id", "run_id")
-            )
-            keyed = (
-                f"({keyed} OR {field_sql(dialect, 'business_key')} IS NULL AND EXISTS (SELECT 1 FROM {EVENT} AS k "
-                f"WHERE {field_sql(dialect, 'business_key', 'k')} = :business_key AND {same_run}))"
-            )
-        clauses.append(keyed)
-    if (start := to_timestamp(since, "since")) is not None:
-        clauses.append(f"{field_sql(dialect, 'recorded_at')} >= :since")
-        params["since"] = start
-    if (end := to_timestamp(until, "until")) is not None:
-        clauses.append(f"{field_sql(dialect, 'recorded_at')} < :until")
-        params["until"] = end
-    return clauses, params
 
 
 def _verified(seq: int, trusted_below: int | None) -> bool:

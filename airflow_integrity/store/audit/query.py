@@ -1,0 +1,191 @@
+"""Reading the chained trail a page at a time: filters, a business key's story, and the seq cursor.
+
+A page is read with a cursor on ``seq`` (``before`` for newest first, ``after`` for oldest first): events are
+appended with growing sequence numbers, so a page never shifts while others record, and the next page starts
+exactly after the last event shown. Every filter is served by an index of revision a4 that ends in ``seq``;
+``since``/``until`` by the ``recorded_at`` index.
+
+A business key's **story** is the events recorded with the key plus the events without a business key of the DAG
+runs that recorded it (their task and run states, approvals). It is read as two index look-ups: the runs that
+recorded the key, then their unkeyed events; never by testing each unkeyed event of the trail against the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, text
+
+from airflow_integrity.store.audit.event import AuditRecord, to_timestamp
+from airflow_integrity.store.audit.schema import EVENT, RECORD_SELECT, field_sql, record_from_row
+
+if TYPE_CHECKING:
+    from airflow_integrity.store.store import IntegrityStore
+
+# Body fields an events list can be filtered on by equality.
+EQUALITY_FILTERS = ("dag_id", "run_id", "task_id", "event_type", "actor")
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to read.
+
+    Args:
+        dag_id, run_id, task_id, event_type, actor: Equal to this value.
+        business_key: Recorded with this business key; with ``story``, also the unkeyed events of the runs that
+            recorded it.
+        since: Recorded at or after this time (UTC when no zone is given). ``until``: recorded before it.
+        readable_dags: Only events of these DAGs (``None``: of every DAG).
+        without_dag: Whether events recorded outside any DAG are included.
+        story: See ``business_key``.
+    """
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    event_type: str | None = None
+    actor: str | None = None
+    business_key: str | None = None
+    since: datetime | str | None = None
+    until: datetime | str | None = None
+    readable_dags: frozenset[str] | None = None
+    without_dag: bool = True
+    story: bool = False
+
+    def clauses(self, dialect: str) -> tuple[list[str], dict[str, Any]]:
+        """SQL conditions on event rows ``e`` and their parameters (expanding ``readable_dags``)."""
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        for name in EQUALITY_FILTERS:
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{field_sql(dialect, name)} = :{name}")
+                params[name] = value
+        if self.business_key is not None:
+            params["business_key"] = self.business_key
+            keyed = f"{field_sql(dialect, 'business_key')} = :business_key"
+            clauses.append(_story_clause(dialect) if self.story else keyed)
+        if (start := to_timestamp(self.since, "since")) is not None:
+            clauses.append(f"{field_sql(dialect, 'recorded_at')} >= :since")
+            params["since"] = start
+        if (end := to_timestamp(self.until, "until")) is not None:
+            clauses.append(f"{field_sql(dialect, 'recorded_at')} < :until")
+            params["until"] = end
+        if self.readable_dags is not None or not self.without_dag:
+            clauses.append(self._access_clause(dialect, params))
+        return clauses, params
+
+    def _access_clause(self, dialect: str, params: dict[str, Any]) -> str:
+        dag = field_sql(dialect, "dag_id")
+        allowed: list[str] = []
+        if self.readable_dags is None:
+            allowed.append(f"{dag} IS NOT NULL")
+        elif self.readable_dags:
+            params["readable_dags"] = sorted(self.readable_dags)
+            allowed.append(f"{dag} IN :readable_dags")
+        if self.without_dag:
+            allowed.append(f"{dag} IS NULL")
+        return f"({' OR '.join(allowed)})" if allowed else "1 = 0"
+
+
+def _story_clause(dialect: str) -> str:
+    """Events recorded with ``:business_key``, or without a key in a run that recorded it."""
+    key, dag, run = (field_sql(dialect, name, "k") for name in ("business_key", "dag_id", "run_id"))
+    own_dag, own_run, own_key = (field_sql(dialect, name, "r") for name in ("dag_id", "run_id", "business_key"))
+    return (
+        f"e.seq IN (SELECT k.seq FROM {EVENT} AS k WHERE {key} = :business_key "
+        f"UNION ALL SELECT r.seq FROM {EVENT} AS r JOIN (SELECT DISTINCT {dag} AS dag_id, {run} AS run_id "
+        f"FROM {EVENT} AS k WHERE {key} = :business_key AND {run} IS NOT NULL) AS runs "
+        f"ON {own_dag} = runs.dag_id AND {own_run} = runs.run_id WHERE {own_key} IS NULL)"
+    )
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One chained event: its record, or, for a body that is not an event's JSON, the raw text."""
+
+    seq: int
+    record: AuditRecord | None
+    raw: str | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+
+def _rows(result: Any) -> Iterator[EventRow]:
+    for seq, body, prev_hash, hash_ in result:
+        try:
+            yield EventRow(seq, record_from_row(seq, body, prev_hash, hash_), None, prev_hash, hash_)
+        except (ValueError, TypeError, KeyError):
+            yield EventRow(seq, None, str(body), prev_hash, hash_)
+
+
+def _statement(where: list[str], params: dict[str, Any], order: str, limit: int | None) -> Any:
+    sql = f"SELECT {RECORD_SELECT} FROM {EVENT} AS e"
+    if where:
+        sql += f" WHERE {' AND '.join(where)}"
+    sql += f" ORDER BY e.seq {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    statement = text(sql)
+    if "readable_dags" in params:
+        statement = statement.bindparams(bindparam("readable_dags", expanding=True))
+    return statement
+
+
+def page(
+    store: IntegrityStore,
+    where: EventFilter,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[EventRow]:
+    """One page of matching events: newest first below ``before`` (or from the newest), or oldest first
+    above ``after`` when it is given.
+
+    Raises:
+        AuditEventError: ``since``/``until`` is not a date or time.
+    """
+    limit = max(1, min(int(limit), MAX_PAGE))
+    clauses, params = where.clauses(store.backend)
+    if after is not None:
+        clauses.append("e.seq > :after")
+        params["after"] = int(after)
+        order = "ASC"
+    else:
+        order = "DESC"
+        if before is not None:
+            clauses.append("e.seq < :before")
+            params["before"] = int(before)
+    with store.read() as conn:
+        return list(_rows(conn.execute(_statement(clauses, params, order, limit), params)))
+
+
+def stream(store: IntegrityStore, where: EventFilter, *, max_seq: int | None = None) -> Iterator[EventRow]:
+    """Every matching event in sequence order, streamed from the database (constant memory)."""
+    clauses, params = where.clauses(store.backend)
+    if max_seq is not None:
+        clauses.append("e.seq <= :max_seq")
+        params["max_seq"] = max_seq
+    with store.read() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=2000).execute(
+            _statement(clauses, params, "ASC", None), params
+        )
+        yield from _rows(result)
+
+
+def get(store: IntegrityStore, seq: int) -> EventRow | None:
+    """The chained event ``seq``, or ``None``."""
+    with store.read() as conn:
+        result = conn.execute(text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq = :seq"), {"seq": seq})
+        return next(_rows(result), None)
+
+
+def head(store: IntegrityStore) -> int:
+    """The sequence number of the newest chained event (0 for an empty trail)."""
+    with store.read() as conn:
+        return int(conn.execute(text(f"SELECT COALESCE(MAX(seq), 0) FROM {EVENT}")).scalar_one())
