@@ -182,6 +182,7 @@ class IdempotencyGuard:
         max_wait: Longest in-process wait for a live holder, in seconds (``None``: as long as it holds).
         legacy_fingerprint: The inputs' fingerprint as an earlier version computed it, when it differs
             (:func:`legacy_fingerprint_of`), so that a key it claimed is still recognised.
+        person: The person on whose behalf the work runs (an API user): the actor of the key's audit events.
     """
 
     def __init__(
@@ -197,6 +198,7 @@ class IdempotencyGuard:
         task_instance: Any = None,
         max_wait: float | None = None,
         legacy_fingerprint: str | None = None,
+        person: str | None = None,
     ) -> None:
         # Everything is checked before the key is claimed: a key that could be claimed but not audited
         # would never run.
@@ -220,6 +222,7 @@ class IdempotencyGuard:
         self.hook = IntegrityCheckHook(integrity_conn_id=integrity_conn_id)
         self.task_instance = task_instance
         self.max_wait = max_wait
+        self.person = person
 
     # -- audit -------------------------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class IdempotencyGuard:
                 task_instance=self.task_instance,
                 business_key=self.business_key,
                 details=details,
+                user=self.person,
             )
         )
 

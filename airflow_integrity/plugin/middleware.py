@@ -1,8 +1,10 @@
-"""Root ASGI middleware: remember who makes each state-changing API request, for the audit trail."""
+"""Root ASGI middleware: remember who makes each state-changing API request, for the audit trail, and which
+application serves it (so that the plugin's routes can call Airflow's own API in the same process)."""
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -10,6 +12,12 @@ from airflow_integrity.listeners.request_user import reset_current_user, set_cur
 
 log = logging.getLogger(__name__)
 _READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
+_root_app: ContextVar[Any] = ContextVar("integrity_root_app", default=None)
+
+
+def current_root_app() -> Any:
+    """The ASGI application of Airflow's API server serving the current request (``None`` outside one)."""
+    return _root_app.get()
 
 
 def _token(scope: dict[str, Any]) -> str | None:
@@ -46,6 +54,8 @@ class RequestUserMiddleware:
         if scope.get("type") != "http" or scope.get("method") in _READ_ONLY:
             await self.app(scope, receive, send)
             return
+        # Starlette names the application being called in the scope; at the root that is Airflow's own.
+        app_marker = _root_app.set(scope.get("app"))
         token = _token(scope)
         user = await _user_name(token) if token else None
         marker = set_current_user(user, f"{scope.get('method')} {scope.get('path')}")
@@ -53,3 +63,4 @@ class RequestUserMiddleware:
             await self.app(scope, receive, send)
         finally:
             reset_current_user(marker)
+            _root_app.reset(app_marker)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from airflow_integrity.store.errors import StoreError
@@ -176,3 +176,91 @@ def sample_key(store: IntegrityStore) -> bytes:
             "before v2). Run `airflow integrity db migrate`."
         )
     return bytes.fromhex(salt)
+
+
+@dataclass(frozen=True)
+class ValidationFilter:
+    """Which stored validations to list.
+
+    Args:
+        dag_id, run_id, task_id, map_index, try_number: The task instance (or a part of it) that ran them.
+        status: ``passed``, ``warned`` or ``failed``.
+        readable_dags: Only validations of these DAGs (``None``: of every DAG).
+        without_dag: Whether validations run outside any DAG are included.
+    """
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+    status: str | None = None
+    readable_dags: frozenset[str] | None = None
+    without_dag: bool = True
+
+
+_LISTED = (
+    "result_id, created_at, status, success, suite_name, suite_fingerprint, data_fingerprint, dag_id, run_id, "
+    "task_id, map_index, try_number, summary"
+)
+
+
+def list_results(
+    store: IntegrityStore,
+    where: ValidationFilter,
+    *,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[StoredValidationResult]:
+    """A page of stored validations, newest first (their full results are not read: ``full_result`` is ``{}``).
+
+    Args:
+        store: A migrated integrity store.
+        where: The filter.
+        before: The cursor: ``(created_at, result_id)`` of the last validation of the previous page.
+        limit: At most this many (1 to 500).
+    """
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for name in (*_IDENTITY, "status"):
+        value = getattr(where, name)
+        if value is not None:
+            clauses.append(f"{name} = :{name}")
+            params[name] = value
+    allowed: list[str] = []
+    if where.readable_dags is None:
+        allowed.append("dag_id IS NOT NULL")
+    elif where.readable_dags:
+        allowed.append("dag_id IN :readable_dags")
+        params["readable_dags"] = sorted(where.readable_dags)
+    if where.without_dag:
+        allowed.append("dag_id IS NULL")
+    if where.readable_dags is not None or not where.without_dag:
+        clauses.append(f"({' OR '.join(allowed)})" if allowed else "1 = 0")
+    if before is not None:
+        clauses.append("(created_at < :before_at OR (created_at = :before_at AND result_id < :before_id))")
+        params["before_at"], params["before_id"] = before
+    sql = f"SELECT {_LISTED} FROM {TABLE}"
+    if clauses:
+        sql += f" WHERE {' AND '.join(clauses)}"
+    sql += f" ORDER BY created_at DESC, result_id DESC LIMIT {max(1, min(int(limit), 500))}"
+    statement = text(sql)
+    if "readable_dags" in params:
+        statement = statement.bindparams(bindparam("readable_dags", expanding=True))
+    with store.read() as conn:
+        rows = conn.execute(statement, params).all()
+    return [
+        StoredValidationResult(
+            result_id=row.result_id,
+            created_at=_aware(row.created_at),
+            status=row.status,
+            success=bool(row.success),
+            suite_name=row.suite_name,
+            suite_fingerprint=row.suite_fingerprint,
+            data_fingerprint=row.data_fingerprint,
+            identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
+            summary=json.loads(row.summary),
+            full_result={},
+        )
+        for row in rows
+    ]

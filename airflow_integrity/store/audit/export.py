@@ -17,11 +17,12 @@ Each event carries ``verified``: whether it lies before the first sequence numbe
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEventError, AuditRecord, format_timestamp, to_timestamp
@@ -114,35 +115,112 @@ def export(
         key: Checkpoint key(s), so that the verification covers the checkpoint signatures.
         with_runs: See ``business_key``.
     """
-    if fmt not in FORMATS:
-        raise AuditEventError(f"Export format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
-    filters = {
-        name: str(value)
-        for name, value in (
-            ("business_key", business_key),
-            ("dag_id", dag_id),
-            ("run_id", run_id),
-            ("since", to_timestamp(since, "since")),
-            ("until", to_timestamp(until, "until")),
-        )
-        if value is not None
-    }
-    AuditLog(store).chain_pending()
-    result = verify(store, key=key)
-    trusted_below = None if result.ok else result.first_bad_seq
-    rows = iter_records(
-        store,
-        business_key=business_key,
-        dag_id=dag_id,
-        run_id=run_id,
-        since=since,
-        until=until,
-        max_seq=result.head_seq if result.ok else None,
-        with_runs=with_runs,
+    where = EventFilter(
+        business_key=business_key, dag_id=dag_id, run_id=run_id, since=since, until=until, story=with_runs
     )
-    writer = _write_jsonl if fmt == "jsonl" else _write_csv
-    count = writer(out, rows, result, filters, trusted_below)
-    return ExportSummary(verification=result, events=count, filters=filters)
+    lines = export_lines(store, fmt, where=where, key=key)
+    for line in lines:
+        out.write(line)
+    return ExportSummary(verification=lines.verification, events=lines.events, filters=lines.filters)
+
+
+class ExportLines:
+    """The lines of an export, produced as they are iterated (one database cursor, constant memory).
+
+    The chain is verified when this object is made, so :attr:`verification` and :attr:`filters` are known
+    before the first line; :attr:`events` counts the events written so far.
+    """
+
+    def __init__(
+        self,
+        store: IntegrityStore,
+        fmt: str,
+        where: EventFilter,
+        key: CheckpointKey | Sequence[CheckpointKey] | None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise AuditEventError(f"Export format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
+        self.fmt = fmt
+        self.filters = {
+            name: str(value)
+            for name, value in (
+                ("business_key", where.business_key),
+                ("dag_id", where.dag_id),
+                ("run_id", where.run_id),
+                ("since", to_timestamp(where.since, "since")),
+                ("until", to_timestamp(where.until, "until")),
+            )
+            if value is not None
+        }
+        if where.readable_dags is not None or not where.without_dag:
+            self.filters["limited_to"] = "the DAGs the exporting user may read"
+        AuditLog(store).chain_pending()
+        self.verification = verify(store, key=key)
+        self.events = 0
+        result = self.verification
+        self._trusted_below = None if result.ok else result.first_bad_seq
+        self._rows = stream(store, where, max_seq=result.head_seq if result.ok else None)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._jsonl() if self.fmt == "jsonl" else self._csv()
+
+    def _jsonl(self) -> Iterator[str]:
+        result = self.verification
+        header = {
+            "record": "audit_export",
+            "format_version": 1,
+            "verified": result.ok,
+            "summary": _status_line(result, self.filters),
+            "verification": result.as_dict(),
+            "filters": self.filters,
+            "exported_at": format_timestamp(datetime.now(timezone.utc)),
+        }
+        yield json.dumps(header, ensure_ascii=False) + "\n"
+        for row in self._rows:
+            line = (
+                {"record": "event", "verified": _verified(row.seq, self._trusted_below), **row.record.as_dict()}
+                if row.record is not None
+                else {"record": "event", "seq": row.seq, "verified": False, "unreadable_body": row.raw}
+            )
+            self.events += 1
+            yield json.dumps(line, ensure_ascii=False) + "\n"
+        yield json.dumps({"record": "end", "events": self.events, "verified": result.ok}) + "\n"
+
+    def _csv(self) -> Iterator[str]:
+        result = self.verification
+        yield f"# {_status_line(result, self.filters)}\n"
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+
+        def line(values: Sequence[Any]) -> str:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(values)
+            return buffer.getvalue()
+
+        yield line(CSV_COLUMNS)
+        for row in self._rows:
+            if row.record is not None:
+                values = row.record.as_dict()
+                values["details"] = json.dumps(values["details"], ensure_ascii=False, sort_keys=True)
+                values["verified"] = _verified(row.seq, self._trusted_below)
+                cells = ["" if values[c] is None else values[c] for c in CSV_COLUMNS]
+            else:
+                cells = [row.seq, *[""] * 11, row.raw, "", False, "", ""]
+            self.events += 1
+            yield line(cells)
+        yield f"# end of export: {self.events} events; chain {'VERIFIED' if result.ok else 'NOT VERIFIED'}\n"
+
+
+def export_lines(
+    store: IntegrityStore,
+    fmt: str = "jsonl",
+    *,
+    where: EventFilter,
+    key: CheckpointKey | Sequence[CheckpointKey] | None = None,
+) -> ExportLines:
+    """Verify the chain, then return the export's lines for the events ``where`` selects (see :func:`export`)."""
+    return ExportLines(store, fmt, where, key)
 
 
 def _verified(seq: int, trusted_below: int | None) -> bool:
@@ -156,57 +234,3 @@ def _status_line(result: VerifyResult, filters: dict[str, str]) -> str:
     else:
         status = f"chain NOT VERIFIED: first bad seq {result.first_bad_seq}: {result.reason}: {result.detail}"
     return f"airflow-integrity audit export: {status}; exported: {scope}"
-
-
-def _write_jsonl(
-    out: TextIO,
-    rows: Iterator[tuple[int, AuditRecord | str]],
-    result: VerifyResult,
-    filters: dict[str, str],
-    trusted_below: int | None,
-) -> int:
-    header = {
-        "record": "audit_export",
-        "format_version": 1,
-        "verified": result.ok,
-        "summary": _status_line(result, filters),
-        "verification": result.as_dict(),
-        "filters": filters,
-        "exported_at": format_timestamp(datetime.now(timezone.utc)),
-    }
-    out.write(json.dumps(header, ensure_ascii=False) + "\n")
-    count = 0
-    for seq, record in rows:
-        line = (
-            {"record": "event", "verified": _verified(seq, trusted_below), **record.as_dict()}
-            if isinstance(record, AuditRecord)
-            else {"record": "event", "seq": seq, "verified": False, "unreadable_body": record}
-        )
-        out.write(json.dumps(line, ensure_ascii=False) + "\n")
-        count += 1
-    out.write(json.dumps({"record": "end", "events": count, "verified": result.ok}) + "\n")
-    return count
-
-
-def _write_csv(
-    out: TextIO,
-    rows: Iterator[tuple[int, AuditRecord | str]],
-    result: VerifyResult,
-    filters: dict[str, str],
-    trusted_below: int | None,
-) -> int:
-    out.write(f"# {_status_line(result, filters)}\n")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    count = 0
-    for seq, record in rows:
-        if isinstance(record, AuditRecord):
-            values = record.as_dict()
-            values["details"] = json.dumps(values["details"], ensure_ascii=False, sort_keys=True)
-            values["verified"] = _verified(seq, trusted_below)
-            writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
-        else:
-            writer.writerow([seq, *[""] * 11, record, "", False, "", ""])
-        count += 1
-    out.write(f"# end of export: {count} events; chain {'VERIFIED' if result.ok else 'NOT VERIFIED'}\n")
-    return count

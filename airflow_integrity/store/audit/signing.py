@@ -26,13 +26,16 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from airflow_integrity.store.audit.schema import CHECKPOINT
 from airflow_integrity.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from airflow_integrity.store.store import IntegrityStore
 
 log = logging.getLogger(__name__)
 
@@ -181,5 +184,36 @@ def list_checkpoints(conn: Connection) -> list[Checkpoint]:
             f"SELECT id, seq, head_hash, created_at, key_id, algorithm, signature FROM {CHECKPOINT} "
             "ORDER BY seq, id"
         )
+    ).all()
+    return [Checkpoint(*row) for row in rows]
+
+
+def newest_checkpoint_seq(store: IntegrityStore) -> int | None:
+    """The highest sequence number any checkpoint row names (its signature unchecked), or ``None``."""
+    with store.read() as conn:
+        value = conn.execute(text(f"SELECT MAX(seq) FROM {CHECKPOINT}")).scalar()
+    return None if value is None else int(value)
+
+
+def newest_checkpoint(conn: Connection) -> Checkpoint | None:
+    """The checkpoint row at the highest sequence number (the newest among them), or ``None``."""
+    row = conn.execute(
+        text(
+            f"SELECT id, seq, head_hash, created_at, key_id, algorithm, signature FROM {CHECKPOINT} "
+            "ORDER BY seq DESC, id DESC LIMIT 1"
+        )
+    ).first()
+    return None if row is None else Checkpoint(*row)
+
+
+def page_checkpoints(conn: Connection, *, before: int | None = None, limit: int = 100) -> list[Checkpoint]:
+    """Checkpoints newest first (by row id, which grows with each one), below the row id ``before``."""
+    where = "WHERE id < :before" if before is not None else ""
+    rows = conn.execute(
+        text(
+            f"SELECT id, seq, head_hash, created_at, key_id, algorithm, signature FROM {CHECKPOINT} {where} "
+            f"ORDER BY id DESC LIMIT {max(1, min(int(limit), 500))}"
+        ),
+        {"before": before},
     ).all()
     return [Checkpoint(*row) for row in rows]

@@ -522,3 +522,11 @@ def _schema_warnings(conn: Connection, backend: str) -> list[str]:
             if not {f"{table}_no_update", f"{table}_no_delete"} <= names:
                 warnings.append(f"append-only triggers of {table} are missing")
     return warnings
+
+
+def pending_events(store: IntegrityStore) -> int:
+    """Events recorded and not chained yet (always 0 on SQLite, which chains each event as it is recorded)."""
+    if store.backend != "postgresql":
+        return 0
+    with store.read() as conn:
+        return _pending(conn)[0]

@@ -1,8 +1,10 @@
-"""HTTP API and minimal UI of the plugin, served by Airflow's API server under ``/integrity``.
+"""The plugin's HTTP app, served by Airflow's API server under ``/integrity``: the integrity API under
+``/api/v1`` and the console's pages.
 
 Every route needs an authenticated Airflow user, the API description and its documentation pages included:
 FastAPI's own ``/openapi.json``, ``/docs`` and ``/redoc`` (served to anyone) are turned off and served here
-behind the same dependency as the API.
+behind the same dependency as the API. What each route lets a user see or change is decided by Airflow's
+auth manager (:mod:`airflow_integrity.plugin.api.access`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,28 @@ def _description_url(request: Request) -> str:
     return f"{request.scope.get('root_path', '').rstrip('/')}/openapi.json"
 
 
+API_PREFIX = "/api/v1"
+DESCRIPTION = """The audit trail, validations and idempotency ledger of airflow-integrity, and idempotent
+triggering of DAG runs. Authenticate as for Airflow's own API (`Authorization: Bearer <JWT from POST /auth/token>`,
+or the UI's session cookie). A user sees the events, validations and keys of the DAGs Airflow lets them read;
+data of no DAG needs the configuration read permission, verifying the chain the configuration edit permission."""
+
+
 def create_app() -> FastAPI:
     """Build the plugin's FastAPI app; every route requires an authenticated Airflow user."""
+    from airflow_integrity.plugin.api import events, ledger, trigger, validations, verification
+
     # FastAPI would serve the description and the docs pages without authentication; they are routes below.
-    app = FastAPI(title="airflow-integrity", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="airflow-integrity",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    for module in (events, verification, validations, ledger, trigger):
+        app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(user: GetUserDep) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""Listing the ledger's keys a page at a time, for people: newest change first, by namespace and state.
+
+A key belongs to the DAG of its origin (the holder that first claimed it with its current inputs): that DAG's
+readers may see it. Keys claimed outside a DAG (from the CLI or plain Python) belong to no DAG. Results are
+not read: an entry's ``result_json`` is ``None`` here; :meth:`IdempotencyLedger.load_result` reads one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, text
+
+from airflow_integrity.store.ledger.entries import LedgerEntry
+from airflow_integrity.store.ledger.rows import entry_from_row
+from airflow_integrity.store.ledger.sql import ENTRY_COLUMNS
+
+if TYPE_CHECKING:
+    from airflow_integrity.store.store import IntegrityStore
+
+MAX_PAGE = 500
+# The result itself stays in the database; the listing shows its size and hash.
+_LISTED = ENTRY_COLUMNS.replace("result_json", "NULL AS result_json")
+
+
+def origin_dag_sql(dialect: str) -> str:
+    """SQL for the DAG id of a ledger row's origin (NULL for a key claimed outside a DAG)."""
+    if dialect == "postgresql":
+        return "(CAST(origin AS jsonb) ->> 'dag_id')"
+    return "json_extract(origin, '$.dag_id')"
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """Which keys to list.
+
+    Args:
+        namespace: Keys of this namespace (``None``: of every namespace).
+        state: ``in_progress``, ``completed``, ``failed`` or ``released``.
+        dag_id: Keys whose origin is this DAG.
+        readable_dags: Only keys of these DAGs (``None``: of every DAG).
+        without_dag: Whether keys claimed outside any DAG are included.
+    """
+
+    namespace: str | None = None
+    state: str | None = None
+    dag_id: str | None = None
+    readable_dags: frozenset[str] | None = None
+    without_dag: bool = True
+
+
+def list_keys(
+    store: IntegrityStore, where: KeyFilter, *, before: int | None = None, limit: int = 50
+) -> list[tuple[int, LedgerEntry]]:
+    """A page of keys as ``(row id, entry)``, most recently created row first, below the row id ``before``."""
+    dag = origin_dag_sql(store.backend)
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for name in ("namespace", "state"):
+        if (value := getattr(where, name)) is not None:
+            clauses.append(f"{name} = :{name}")
+            params[name] = value
+    if where.dag_id is not None:
+        clauses.append(f"{dag} = :dag_id")
+        params["dag_id"] = where.dag_id
+    if where.readable_dags is not None or not where.without_dag:
+        allowed = []
+        if where.readable_dags is None:
+            allowed.append(f"{dag} IS NOT NULL")
+        elif where.readable_dags:
+            allowed.append(f"{dag} IN :readable_dags")
+            params["readable_dags"] = sorted(where.readable_dags)
+        if where.without_dag:
+            allowed.append(f"{dag} IS NULL")
+        clauses.append(f"({' OR '.join(allowed)})" if allowed else "1 = 0")
+    if before is not None:
+        clauses.append("id < :before")
+        params["before"] = int(before)
+    sql = f"SELECT {_LISTED} FROM integrity_ledger"
+    if clauses:
+        sql += f" WHERE {' AND '.join(clauses)}"
+    sql += f" ORDER BY id DESC LIMIT {max(1, min(int(limit), MAX_PAGE))}"
+    statement = text(sql)
+    if "readable_dags" in params:
+        statement = statement.bindparams(bindparam("readable_dags", expanding=True))
+    with store.read() as conn:
+        rows = conn.execute(statement, params).all()
+    return [(int(row[0]), entry_from_row(tuple(row))) for row in rows]
+
+
+def namespaces(store: IntegrityStore) -> list[str]:
+    """Every namespace that holds a key, in order."""
+    with store.read() as conn:
+        return [row[0] for row in conn.execute(text("SELECT DISTINCT namespace FROM integrity_ledger ORDER BY 1"))]
