@@ -13,7 +13,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -183,6 +183,7 @@ class IdempotencyGuard:
         legacy_fingerprint: The inputs' fingerprint as an earlier version computed it, when it differs
             (:func:`legacy_fingerprint_of`), so that a key it claimed is still recognised.
         person: The person on whose behalf the work runs (an API user): the actor of the key's audit events.
+        dag_id: The DAG the key's audit events belong to when no task instance runs the work (an API call).
     """
 
     def __init__(
@@ -199,6 +200,7 @@ class IdempotencyGuard:
         max_wait: float | None = None,
         legacy_fingerprint: str | None = None,
         person: str | None = None,
+        dag_id: str | None = None,
     ) -> None:
         # Everything is checked before the key is claimed: a key that could be claimed but not audited
         # would never run.
@@ -223,20 +225,22 @@ class IdempotencyGuard:
         self.task_instance = task_instance
         self.max_wait = max_wait
         self.person = person
+        self.dag_id = dag_id
 
     # -- audit -------------------------------------------------------------------------------------
 
     def record(self, event: str, details: Mapping[str, Any]) -> None:
         """Append ``idempotency.<event>`` to the audit trail for this key's business key."""
-        self.hook.record_event(
-            build_event(
-                EVENT_PREFIX + event,
-                task_instance=self.task_instance,
-                business_key=self.business_key,
-                details=details,
-                user=self.person,
-            )
+        recorded = build_event(
+            EVENT_PREFIX + event,
+            task_instance=self.task_instance,
+            business_key=self.business_key,
+            details=details,
+            user=self.person,
         )
+        if self.dag_id is not None and recorded.dag_id is None:
+            recorded = replace(recorded, dag_id=self.dag_id)
+        self.hook.record_event(recorded)
 
     # -- the decision ------------------------------------------------------------------------------
 

@@ -123,6 +123,7 @@ async def trigger_dag_run(
         business_key=idempotency_key,
         max_wait=MAX_WAIT,
         person=access.name,
+        dag_id=dag_id,
     )
 
     def work(claim: Any) -> Any:
