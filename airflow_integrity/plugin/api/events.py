@@ -10,13 +10,18 @@ from fastapi.responses import StreamingResponse
 
 from airflow_integrity.plugin.api.access import Access, AccessDep
 from airflow_integrity.plugin.api.models import Event, EventDetail, EventPage
+from airflow_integrity.plugin.api.params import NO_NUL, Cursor, Limit, Text
 from airflow_integrity.plugin.api.store import bad_cursor, open_store
 
 router = APIRouter(tags=["Trail"])
-
-Text = Annotated[str | None, Query(max_length=512)]
-Limit = Annotated[int, Query(ge=1, le=500, description="Events per page.")]
-Cursor = Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page.")]
+Moment = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        pattern=NO_NUL,
+        description="ISO-8601; since is inclusive, until exclusive (UTC if no zone).",
+    ),
+]
 
 
 def event_json(row: Any) -> dict[str, Any]:
@@ -65,8 +70,10 @@ def list_events(
     business_key: Text = None,
     event_type: Text = None,
     actor: Text = None,
-    since: Annotated[str | None, Query(max_length=40, description="ISO-8601, inclusive (UTC if no zone).")] = None,
-    until: Annotated[str | None, Query(max_length=40, description="ISO-8601, exclusive.")] = None,
+    since: Annotated[
+        str | None, Query(max_length=40, pattern=NO_NUL, description="ISO-8601, inclusive (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, Query(max_length=40, pattern=NO_NUL, description="ISO-8601, exclusive.")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
@@ -151,7 +158,7 @@ def export_story(
         finally:
             store_context.__exit__(None, None, None)
 
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in business_key)[:80] or "story"
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in business_key)[:80] or "story"
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     return StreamingResponse(
         body(),

@@ -15,10 +15,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from airflow_integrity.plugin.api.access import Access, AccessDep
 from airflow_integrity.plugin.api.models import LedgerKeyDetail, LedgerPage, ReleaseRequest, ReleaseResponse
+from airflow_integrity.plugin.api.params import NO_NUL, Limit, Name
 from airflow_integrity.plugin.api.store import open_store
 
 router = APIRouter(tags=["Ledger"])
-Namespace = Annotated[str, Path(min_length=1, max_length=128)]
+Namespace = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 def _time(value: Any) -> str | None:
@@ -82,13 +83,13 @@ def namespaces(access: AccessDep) -> list[str]:
 @router.get("/ledger/keys", response_model=LedgerPage, summary="Keys, most recently created first")
 def list_keys(
     access: AccessDep,
-    namespace: Annotated[str | None, Query(max_length=128)] = None,
+    namespace: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     state: Literal["in_progress", "completed", "failed", "released"] | None = None,
-    dag_id: Annotated[str | None, Query(max_length=250)] = None,
+    dag_id: Name = None,
     cursor: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Keys the user may read, with state, holder, lease, fencing token, fingerprint and result size/hash."""
     from airflow_integrity.store.ledger.listing import KeyFilter

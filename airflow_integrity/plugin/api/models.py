@@ -205,9 +205,11 @@ class LedgerPage(BaseModel):
 class ReleaseRequest(BaseModel):
     """A person's release of a key."""
 
-    namespace: str = "default"
-    key: str = Field(min_length=1, max_length=512)
-    reason: str = Field(min_length=1, max_length=2000, description="Why it is released (recorded).")
+    namespace: str = Field("default", min_length=1, max_length=128, pattern=r"^[^\x00]*$")
+    key: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00]*$")
+    reason: str = Field(
+        min_length=1, max_length=2000, pattern=r"^[^\x00]*$", description="Why it is released (recorded)."
+    )
 
 
 class ReleaseResponse(BaseModel):

@@ -9,11 +9,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from airflow_integrity.plugin.api.access import AccessDep
 from airflow_integrity.plugin.api.models import ValidationDetail, ValidationPage
+from airflow_integrity.plugin.api.params import Cursor, Limit
+from airflow_integrity.plugin.api.params import Name as Text
 from airflow_integrity.plugin.api.store import bad_cursor, open_store
 
 router = APIRouter(tags=["Validations"])
 QUARANTINE_EVENT = "validation.quarantined"
-Text = Annotated[str | None, Query(max_length=250)]
 
 
 def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
@@ -75,8 +76,8 @@ def list_validations(
     map_index: Annotated[int | None, Query(ge=-1, le=2**31 - 1)] = None,
     try_number: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     status_: Annotated[Literal["passed", "warned", "failed"] | None, Query(alias="status")] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> dict[str, Any]:
     """Stored validations the user may read, newest first: a run's (``dag_id`` + ``run_id``), a task
     instance's (+ ``task_id``, ``map_index``, ``try_number``), or all."""
