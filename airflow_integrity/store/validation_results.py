@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import String, bindparam, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from airflow_integrity.store.errors import StoreError
@@ -246,7 +246,7 @@ def list_results(
     sql += f" ORDER BY created_at DESC, result_id DESC LIMIT {max(1, min(int(limit), 500))}"
     statement = text(sql)
     if "readable_dags" in params:
-        statement = statement.bindparams(bindparam("readable_dags", expanding=True))
+        statement = statement.bindparams(bindparam("readable_dags", expanding=True, type_=String()))
     with store.read() as conn:
         rows = conn.execute(statement, params).all()
     return [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import String, bindparam, text
 
 from airflow_integrity.store.audit.event import AuditRecord, to_timestamp
 from airflow_integrity.store.audit.schema import EVENT, RECORD_SELECT, field_sql, record_from_row
@@ -132,8 +132,26 @@ def _statement(where: list[str], params: dict[str, Any], order: str, limit: int 
         sql += f" LIMIT {int(limit)}"
     statement = text(sql)
     if "readable_dags" in params:
-        statement = statement.bindparams(bindparam("readable_dags", expanding=True))
+        statement = statement.bindparams(bindparam("readable_dags", expanding=True, type_=String()))
     return statement
+
+
+def page_query(
+    dialect: str, where: EventFilter, *, before: int | None = None, after: int | None = None, limit: int = 50
+) -> tuple[Any, dict[str, Any]]:
+    """The statement and parameters :func:`page` runs (for ``EXPLAIN`` in tests and benchmarks)."""
+    limit = max(1, min(int(limit), MAX_PAGE))
+    clauses, params = where.clauses(dialect)
+    if after is not None:
+        clauses.append("e.seq > :after")
+        params["after"] = int(after)
+        order = "ASC"
+    else:
+        order = "DESC"
+        if before is not None:
+            clauses.append("e.seq < :before")
+            params["before"] = int(before)
+    return _statement(clauses, params, order, limit), params
 
 
 def page(
@@ -150,19 +168,9 @@ def page(
     Raises:
         AuditEventError: ``since``/``until`` is not a date or time.
     """
-    limit = max(1, min(int(limit), MAX_PAGE))
-    clauses, params = where.clauses(store.backend)
-    if after is not None:
-        clauses.append("e.seq > :after")
-        params["after"] = int(after)
-        order = "ASC"
-    else:
-        order = "DESC"
-        if before is not None:
-            clauses.append("e.seq < :before")
-            params["before"] = int(before)
+    statement, params = page_query(store.backend, where, before=before, after=after, limit=limit)
     with store.read() as conn:
-        return list(_rows(conn.execute(_statement(clauses, params, order, limit), params)))
+        return list(_rows(conn.execute(statement, params)))
 
 
 def stream(store: IntegrityStore, where: EventFilter, *, max_seq: int | None = None) -> Iterator[EventRow]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import String, bindparam, text
 
 from airflow_integrity.store.ledger.entries import LedgerEntry
 from airflow_integrity.store.ledger.rows import entry_from_row
@@ -83,7 +83,7 @@ def list_keys(
     sql += f" ORDER BY id DESC LIMIT {max(1, min(int(limit), MAX_PAGE))}"
     statement = text(sql)
     if "readable_dags" in params:
-        statement = statement.bindparams(bindparam("readable_dags", expanding=True))
+        statement = statement.bindparams(bindparam("readable_dags", expanding=True, type_=String()))
     with store.read() as conn:
         rows = conn.execute(statement, params).all()
     return [(int(row[0]), entry_from_row(tuple(row))) for row in rows]
