@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import String, bindparam, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from airflow_integrity.store.errors import StoreError
+from airflow_integrity.store.scope import bind_scope, scope_clause
 from airflow_integrity.store.store import IntegrityStore
 
 TABLE = "integrity_validation_result"
@@ -122,6 +123,21 @@ def _aware(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def _result(row: Any, full_result: dict[str, Any]) -> StoredValidationResult:
+    return StoredValidationResult(
+        result_id=row.result_id,
+        created_at=_aware(row.created_at),
+        status=row.status,
+        success=bool(row.success),
+        suite_name=row.suite_name,
+        suite_fingerprint=row.suite_fingerprint,
+        data_fingerprint=row.data_fingerprint,
+        identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
+        summary=json.loads(row.summary),
+        full_result=full_result,
+    )
+
+
 def get(store: IntegrityStore, result_id: str) -> StoredValidationResult | None:
     """The stored validation ``result_id``, or ``None`` when there is none.
 
@@ -139,18 +155,7 @@ def get(store: IntegrityStore, result_id: str) -> StoredValidationResult | None:
             f"Validation result {result_id}: the stored full result does not match its SHA-256; it was altered "
             "outside airflow-integrity. Check the database's access log."
         )
-    return StoredValidationResult(
-        result_id=row.result_id,
-        created_at=_aware(row.created_at),
-        status=row.status,
-        success=bool(row.success),
-        suite_name=row.suite_name,
-        suite_fingerprint=row.suite_fingerprint,
-        data_fingerprint=row.data_fingerprint,
-        identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
-        summary=json.loads(row.summary),
-        full_result=json.loads(row.full_result),
-    )
+    return _result(row, json.loads(row.full_result))
 
 
 def sample_key(store: IntegrityStore) -> bytes:
@@ -227,16 +232,8 @@ def list_results(
         if value is not None:
             clauses.append(f"{name} = :{name}")
             params[name] = value
-    allowed: list[str] = []
-    if where.readable_dags is None:
-        allowed.append("dag_id IS NOT NULL")
-    elif where.readable_dags:
-        allowed.append("dag_id IN :readable_dags")
-        params["readable_dags"] = sorted(where.readable_dags)
-    if where.without_dag:
-        allowed.append("dag_id IS NULL")
-    if where.readable_dags is not None or not where.without_dag:
-        clauses.append(f"({' OR '.join(allowed)})" if allowed else "1 = 0")
+    if (scope := scope_clause("dag_id", where.readable_dags, where.without_dag, params)) is not None:
+        clauses.append(scope)
     if before is not None:
         clauses.append("(created_at < :before_at OR (created_at = :before_at AND result_id < :before_id))")
         params["before_at"], params["before_id"] = before
@@ -244,23 +241,6 @@ def list_results(
     if clauses:
         sql += f" WHERE {' AND '.join(clauses)}"
     sql += f" ORDER BY created_at DESC, result_id DESC LIMIT {max(1, min(int(limit), 500))}"
-    statement = text(sql)
-    if "readable_dags" in params:
-        statement = statement.bindparams(bindparam("readable_dags", expanding=True, type_=String()))
     with store.read() as conn:
-        rows = conn.execute(statement, params).all()
-    return [
-        StoredValidationResult(
-            result_id=row.result_id,
-            created_at=_aware(row.created_at),
-            status=row.status,
-            success=bool(row.success),
-            suite_name=row.suite_name,
-            suite_fingerprint=row.suite_fingerprint,
-            data_fingerprint=row.data_fingerprint,
-            identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
-            summary=json.loads(row.summary),
-            full_result={},
-        )
-        for row in rows
-    ]
+        rows = conn.execute(bind_scope(text(sql), params), params).all()
+    return [_result(row, {}) for row in rows]

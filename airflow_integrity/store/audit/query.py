@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, bindparam, text
+from sqlalchemy import text
 
 from airflow_integrity.store.audit.event import AuditRecord, to_timestamp
 from airflow_integrity.store.audit.schema import EVENT, RECORD_SELECT, field_sql, record_from_row
+from airflow_integrity.store.scope import bind_scope, scope_clause
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
@@ -75,21 +76,11 @@ class EventFilter:
         if (end := to_timestamp(self.until, "until")) is not None:
             clauses.append(f"{field_sql(dialect, 'recorded_at')} < :until")
             params["until"] = end
-        if self.readable_dags is not None or not self.without_dag:
-            clauses.append(self._access_clause(dialect, params))
+        if (
+            scope := scope_clause(field_sql(dialect, "dag_id"), self.readable_dags, self.without_dag, params)
+        ) is not None:
+            clauses.append(scope)
         return clauses, params
-
-    def _access_clause(self, dialect: str, params: dict[str, Any]) -> str:
-        dag = field_sql(dialect, "dag_id")
-        allowed: list[str] = []
-        if self.readable_dags is None:
-            allowed.append(f"{dag} IS NOT NULL")
-        elif self.readable_dags:
-            params["readable_dags"] = sorted(self.readable_dags)
-            allowed.append(f"{dag} IN :readable_dags")
-        if self.without_dag:
-            allowed.append(f"{dag} IS NULL")
-        return f"({' OR '.join(allowed)})" if allowed else "1 = 0"
 
 
 def _story_clause(dialect: str) -> str:
@@ -130,10 +121,7 @@ def _statement(where: list[str], params: dict[str, Any], order: str, limit: int 
     sql += f" ORDER BY e.seq {order}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    statement = text(sql)
-    if "readable_dags" in params:
-        statement = statement.bindparams(bindparam("readable_dags", expanding=True, type_=String()))
-    return statement
+    return bind_scope(text(sql), params)
 
 
 def page_query(

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, bindparam, text
+from sqlalchemy import text
 
 from airflow_integrity.store.ledger.entries import LedgerEntry
 from airflow_integrity.store.ledger.rows import entry_from_row
 from airflow_integrity.store.ledger.sql import ENTRY_COLUMNS
+from airflow_integrity.store.scope import bind_scope, scope_clause
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
@@ -64,16 +65,8 @@ def list_keys(
     if where.dag_id is not None:
         clauses.append(f"{dag} = :dag_id")
         params["dag_id"] = where.dag_id
-    if where.readable_dags is not None or not where.without_dag:
-        allowed = []
-        if where.readable_dags is None:
-            allowed.append(f"{dag} IS NOT NULL")
-        elif where.readable_dags:
-            allowed.append(f"{dag} IN :readable_dags")
-            params["readable_dags"] = sorted(where.readable_dags)
-        if where.without_dag:
-            allowed.append(f"{dag} IS NULL")
-        clauses.append(f"({' OR '.join(allowed)})" if allowed else "1 = 0")
+    if (scope := scope_clause(dag, where.readable_dags, where.without_dag, params)) is not None:
+        clauses.append(scope)
     if before is not None:
         clauses.append("id < :before")
         params["before"] = int(before)
@@ -81,11 +74,8 @@ def list_keys(
     if clauses:
         sql += f" WHERE {' AND '.join(clauses)}"
     sql += f" ORDER BY id DESC LIMIT {max(1, min(int(limit), MAX_PAGE))}"
-    statement = text(sql)
-    if "readable_dags" in params:
-        statement = statement.bindparams(bindparam("readable_dags", expanding=True, type_=String()))
     with store.read() as conn:
-        rows = conn.execute(statement, params).all()
+        rows = conn.execute(bind_scope(text(sql), params), params).all()
     return [(int(row[0]), entry_from_row(tuple(row))) for row in rows]
 
 
