@@ -71,7 +71,7 @@ def latest_checkpoint_time(
     for cp in checkpoints:
         if cp.key_id != key.key_id or cp.algorithm != key.algorithm:
             continue
-        if not key.verify(cp.message(identity), cp.signature):
+        if not cp.signed_by(key, identity):
             log.warning(
                 "Audit checkpoint %s (seq %s) does not verify with key %s: ignored", cp.id, cp.seq, key.key_id
             )

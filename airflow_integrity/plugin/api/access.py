@@ -94,10 +94,7 @@ class Access:
 
     def may_read(self, dag_id: str | None) -> bool:
         """Whether the user may read data of ``dag_id`` (``None``: store-wide data)."""
-        if dag_id is None:
-            return self.store_wide_read
-        readable = self.readable_dags()
-        return readable is None or dag_id in readable or self._dag("GET", dag_id)
+        return self.store_wide_read if dag_id is None else self._dag("GET", dag_id)
 
     def require_read(self, dag_id: str | None) -> None:
         """Raise 403 unless the user may read data of ``dag_id`` (store-wide data when ``None``)."""

@@ -108,7 +108,7 @@ def get_event(access: AccessDep, seq: int) -> dict[str, Any]:
     """The event ``seq`` with its canonical body, its hash re-computed and its link to the event before."""
     from airflow_integrity.store.audit import query
     from airflow_integrity.store.audit.event import GENESIS_HASH, chain_hash
-    from airflow_integrity.store.audit.signing import newest_checkpoint_seq
+    from airflow_integrity.store.audit.signing import newest_checkpoint
 
     with open_store() as store:
         row = query.get(store, seq) if 0 < seq < 2**63 else None
@@ -117,7 +117,8 @@ def get_event(access: AccessDep, seq: int) -> dict[str, Any]:
             # The same answer whether the event does not exist or may not be seen: its existence is not told.
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No event {seq} that you may read.")
         previous = query.get(store, seq - 1) if seq > 1 else None
-        newest = newest_checkpoint_seq(store)
+        with store.read() as conn:
+            newest = newest_checkpoint(conn)
     body = row.record.body() if row.record is not None else str(row.raw)
     return {
         **event_json(row),
@@ -127,7 +128,7 @@ def get_event(access: AccessDep, seq: int) -> dict[str, Any]:
         "links_to_previous": (
             row.prev_hash == GENESIS_HASH if seq == 1 else previous is not None and previous.hash == row.prev_hash
         ),
-        "covered_by_checkpoint": newest is not None and newest >= seq,
+        "covered_by_checkpoint": newest is not None and newest.seq >= seq,
     }
 
 

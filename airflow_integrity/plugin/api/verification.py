@@ -36,7 +36,7 @@ def _configured_key() -> tuple[Any, str | None]:
 def _checkpoint(checkpoint: Any, key: Any, identity: str) -> dict[str, Any]:
     valid = None
     if key is not None and checkpoint.key_id == key.key_id and checkpoint.algorithm == key.algorithm:
-        valid = key.verify(checkpoint.message(identity), checkpoint.signature)
+        valid = checkpoint.signed_by(key, identity)
     return {
         "id": checkpoint.id,
         "seq": checkpoint.seq,

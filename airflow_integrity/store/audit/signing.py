@@ -35,7 +35,7 @@ from airflow_integrity.store.audit.schema import CHECKPOINT
 from airflow_integrity.store.errors import StoreError
 
 if TYPE_CHECKING:
-    from airflow_integrity.store.store import IntegrityStore
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,14 @@ class Checkpoint:
         """The bytes the signature covers (see the module docstring)."""
         return signed_message(store_id, self.seq, self.head_hash, self.created_at, self.key_id, self.algorithm)
 
+    def signed_by(self, key: CheckpointKey, store_id: str) -> bool:
+        """Whether ``key`` (same id and algorithm) verifies this checkpoint's signature for store ``store_id``."""
+        return (
+            self.key_id == key.key_id
+            and self.algorithm == key.algorithm
+            and key.verify(self.message(store_id), self.signature)
+        )
+
 
 def signed_message(store_id: str, seq: int, head_hash: str, created_at: str, key_id: str, algorithm: str) -> bytes:
     """The canonical message a checkpoint signature covers."""
@@ -186,13 +194,6 @@ def list_checkpoints(conn: Connection) -> list[Checkpoint]:
         )
     ).all()
     return [Checkpoint(*row) for row in rows]
-
-
-def newest_checkpoint_seq(store: IntegrityStore) -> int | None:
-    """The highest sequence number any checkpoint row names (its signature unchecked), or ``None``."""
-    with store.read() as conn:
-        value = conn.execute(text(f"SELECT MAX(seq) FROM {CHECKPOINT}")).scalar()
-    return None if value is None else int(value)
 
 
 def newest_checkpoint(conn: Connection) -> Checkpoint | None:

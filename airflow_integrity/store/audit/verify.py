@@ -266,7 +266,7 @@ def _trusted_start(
     """The latest checkpoint that verifies with ``keys`` and matches the stored hash at its sequence number."""
     for cp in sorted(checkpoints, key=lambda c: (c.seq, c.id), reverse=True):
         key = keys.get(cp.key_id)
-        if key is None or key.algorithm != cp.algorithm or not key.verify(cp.message(identity), cp.signature):
+        if key is None or not cp.signed_by(key, identity):
             continue
         stored = conn.execute(text(f"SELECT hash FROM {EVENT} WHERE seq = :seq"), {"seq": cp.seq}).scalar()
         if stored == cp.head_hash:
@@ -295,7 +295,7 @@ def _check_checkpoints(
             continue
         if keys and skipped is not None:
             key = keys.get(cp.key_id)
-            if key is None or key.algorithm != cp.algorithm or not key.verify(cp.message(identity), cp.signature):
+            if key is None or not cp.signed_by(key, identity):
                 skipped.append(
                     f"checkpoint {cp.id} at seq {cp.seq} (key {cp.key_id}) does not verify with the given key: "
                     "passed over; `airflow integrity audit verify` reports it"
@@ -309,7 +309,7 @@ def _check_checkpoints(
                     CHECKPOINT_MISMATCH,
                     f"the checkpoint at seq {cp.seq} is signed with key {cp.key_id}, which was not given",
                 )
-            if key.algorithm != cp.algorithm or not key.verify(cp.message(identity), cp.signature):
+            if not cp.signed_by(key, identity):
                 return matched, _Problem(
                     good + 1,
                     CHECKPOINT_MISMATCH,
