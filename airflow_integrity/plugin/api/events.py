@@ -47,7 +47,7 @@ def _seq(cursor: str | None) -> int | None:
         value = int(cursor)
     except ValueError:
         raise bad_cursor(cursor) from None
-    if value < 0:
+    if not 0 <= value < 2**63:
         raise bad_cursor(cursor)
     return value
 

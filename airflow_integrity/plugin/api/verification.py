@@ -111,7 +111,7 @@ def run_verification(access: AccessDep) -> dict[str, Any]:
 @router.get("/checkpoints", response_model=CheckpointPage, summary="Signed checkpoints, newest first")
 def checkpoints(
     access: AccessDep,
-    cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page.")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of a previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Checkpoints newest first, each with whether its signature verifies with the configured key."""
