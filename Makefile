@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser ui ui-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,25 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	VENV=$(abspath $(VENV)) scripts/run-airflow.sh
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The console's browser test drives Debian's chromium; installed here when missing and run as root.
+browser:
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null) \
+		|| echo "chromium is not installed: the console's browser test will be skipped (apt-get install chromium)"; }
+
+# The console's bundle, shipped in the package, built from ui/ (needs Node 20+ and npm; users need neither).
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
+
+# Fails when the shipped bundle is not what ui/ builds: rebuild it with `make ui` and commit it.
+ui-check:
+	cd ui && npm ci --no-audit --no-fund && npx tsc --noEmit && node build.mjs --outfile ../.ui-check/console.js
+	cmp airflow_integrity/plugin/static/console.js .ui-check/console.js \
+		|| { echo "airflow_integrity/plugin/static/console.js does not match ui/: run make ui and commit"; exit 1; }
+	rm -rf .ui-check
 
 # The benchmarks of bench/RESULTS.md; each runs its baseline in the same run, interleaved with the subject.
 bench: $(STAMP)
@@ -35,4 +52,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .airflow
+	rm -rf $(VENV) .airflow ui/node_modules .ui-check

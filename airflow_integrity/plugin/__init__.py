@@ -15,6 +15,7 @@ from airflow_integrity.listeners import (
     spool_drain,
     task_instance_listener,
 )
+from airflow_integrity.plugin import console
 from airflow_integrity.plugin.middleware import RequestUserMiddleware
 from airflow_integrity.plugin.task_end_watch import TaskEndWatchMiddleware
 
@@ -51,7 +52,8 @@ preload_dag_authoring_modules()
 
 
 class IntegrityPlugin(AirflowPlugin):
-    """Registers the audit listeners, the ``/integrity`` FastAPI app and the "Integrity" navigation entry."""
+    """Registers the audit listeners, the ``/integrity`` FastAPI app and the Integrity console (a navigation page,
+    a DAG-run tab and a task-instance tab)."""
 
     name = "integrity"
     listeners = [task_instance_listener, dag_run_listener, preload, spool_drain, completeness_listener]
@@ -59,15 +61,7 @@ class IntegrityPlugin(AirflowPlugin):
         {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"},
         {"middleware": TaskEndWatchMiddleware, "args": [], "kwargs": {}, "name": "integrity-task-end-watch"},
     ]
-    external_views = [
-        {
-            "name": "Integrity",
-            "href": f"{URL_PREFIX}/ui/",
-            "destination": "nav",
-            "url_route": "integrity",
-            "category": "browse",
-        }
-    ]
+    react_apps = console.react_apps(URL_PREFIX)
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

@@ -22,6 +22,7 @@ from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.audit.export import iter_records
 from airflow_integrity.store.audit.signing import CheckpointKey
 from airflow_integrity.store.audit.verify import verify
+from tests.e2e.approvals import answer_approval
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
 from tests.e2e.harness import AirflowCluster, poll_until
 
@@ -38,39 +39,12 @@ def _dags_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def _wait_for_state(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str, states: set[str]) -> str:
-    def probe() -> str | None:
-        state = {ti["task_id"]: ti["state"] for ti in cluster.task_instances(dag_id, run_id)}.get(task_id)
-        return state if state in states else None
-
-    return poll_until(
-        probe, timeout=120, describe=lambda: f"{task_id} never reached {states}\n{cluster.logs_tail()}"
-    )
-
-
 def _kill_when_announced(folder: Path, name: str) -> int:
     pid_file = folder / f"{name}.1.pid"
     poll_until(lambda: pid_file.exists() or None, timeout=120, describe=lambda: f"{name} never started")
     pid = int(pid_file.read_text())
     os.kill(pid, signal.SIGKILL)
     return pid
-
-
-def _wait_for_parking_reported(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> None:
-    """Wait until the scheduler has handled the executor's "success" for the try that parked the task.
-
-    Airflow 3.3 fails a task whose answer re-queues it before that event is handled: the late "success" of
-    the parking process meets a queued try of the same number ("state mismatch", marked failed). A person
-    answering takes longer than that; a test must wait for the handling, as no fixed pause is long enough on
-    a loaded machine. The scheduler logs "TaskInstance Finished" with the state it read, under a row lock,
-    once it has the event in hand.
-    """
-    handled = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
-    poll_until(
-        lambda: handled in cluster.component_log("scheduler") or None,
-        timeout=120,
-        describe=lambda: f"the scheduler never handled the end of {task_id}'s parking try\n{cluster.logs_tail()}",
-    )
 
 
 def _tries(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
@@ -106,13 +80,7 @@ def test_approvals_killed_tasks_and_the_claims_story_are_on_a_verifiable_trail(
         _kill_when_announced(shared, "killed_then_retried")
         _kill_when_announced(shared, "killed_for_good")
 
-        _wait_for_state(cluster, "claim_review", claim_run, "approve_payment", {"deferred", "awaiting_input"})
-        _wait_for_parking_reported(cluster, "claim_review", claim_run, "approve_payment")
-        answer = cluster.api(
-            "PATCH",
-            f"/api/v2/dags/claim_review/dagRuns/{claim_run}/taskInstances/approve_payment/-1/hitlDetails",
-            json={"chosen_options": ["Approve"], "params_input": {}},
-        )
+        answer = answer_approval(cluster, "claim_review", claim_run, "approve_payment", ["Approve"])
         claim_state = cluster.wait_for_run("claim_review", claim_run, timeout=180)
         kill_state = cluster.wait_for_run("audit_killed_tasks", kill_run, timeout=180)
         airflow_tries = {

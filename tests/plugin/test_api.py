@@ -23,7 +23,7 @@ def _client_as_user() -> TestClient:
 def test_requests_without_credentials_are_refused() -> None:
     client = TestClient(create_app())
     assert client.get("/api/v1/health").status_code == 401
-    assert client.get("/ui/").status_code == 401
+    assert client.get("/static/console.js").status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
@@ -65,10 +65,32 @@ def test_health_is_503_naming_the_store_when_unreachable(monkeypatch) -> None:
     assert "connection 'integrity_default'" in response.json()["detail"]
 
 
-def test_ui_page_and_nav_entry(store_conn_env: str) -> None:
-    page = _client_as_user().get("/ui/")
-    assert page.status_code == 200 and "Integrity store" in page.text
-    views = IntegrityPlugin.external_views
-    assert views[0]["name"] == "Integrity" and views[0]["href"].startswith(URL_PREFIX)
-    apps = IntegrityPlugin().fastapi_apps
-    assert apps[0]["url_prefix"] == URL_PREFIX
+def test_console_bundle_is_served_to_a_user_and_nothing_else_is() -> None:
+    from airflow_integrity.plugin import console
+
+    client = _client_as_user()
+    bundle = client.get("/static/console.js")
+    assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
+    assert bundle.content == (console.STATIC / "console.js").read_bytes()
+    assert "immutable" in bundle.headers["cache-control"]
+    assert client.get("/static/icon.svg").headers["content-type"].startswith("image/svg+xml")
+    for name in ("../__init__.py", "..%2F__init__.py", "nope.js", "%2e%2e%2fconsole.py"):
+        assert client.get(f"/static/{name}").status_code == 404, name
+
+
+def test_console_entries_load_the_shipped_bundle_by_its_digest() -> None:
+    import hashlib
+
+    from airflow_integrity.plugin import console
+
+    apps = IntegrityPlugin.react_apps
+    assert {(a["destination"], a["url_route"]) for a in apps} == {
+        ("nav", "integrity"),
+        ("dag_run", "integrity-run"),
+        ("task_instance", "integrity-task"),
+    }
+    digest = hashlib.sha256((console.STATIC / "console.js").read_bytes()).hexdigest()[:16]
+    # One address per entry (the UI imports each once) and every address names the shipped content.
+    assert len({a["bundle_url"] for a in apps}) == 3
+    assert all(a["bundle_url"].startswith(f"integrity/static/console.js?v={digest}&") for a in apps)
+    assert IntegrityPlugin().fastapi_apps[0]["url_prefix"] == URL_PREFIX

@@ -355,11 +355,13 @@ def test_validations_per_run_and_in_full(app, auth_manager) -> None:  # noqa: F8
     assert admin.get(f"{V1}/validations", params={"cursor": "garbage"}).status_code == 400
 
 
-def _claimed(key: str, dag_id: str | None, *, complete: bool = True, namespace: str = "default") -> None:
+def _claimed(
+    key: str, dag_id: str | None, *, complete: bool = True, namespace: str = "default", run_id: str = "r1"
+) -> None:
     from airflow_integrity.store.ledger import IdempotencyLedger
     from airflow_integrity.store.ledger.codec import inputs_digest
 
-    holder = {"dag_id": dag_id, "run_id": "r1", "task_id": "pay", "try_number": 1} if dag_id else {"cli": True}
+    holder = {"dag_id": dag_id, "run_id": run_id, "task_id": "pay", "try_number": 1} if dag_id else {"cli": True}
     with IdempotencyLedger(IntegrityCheckHook().get_store(), namespace=namespace) as ledger:
         outcome = ledger.claim(key, fingerprint=inputs_digest({"key": key}), holder=holder, lease_seconds=600)
         if complete:
@@ -368,10 +370,12 @@ def _claimed(key: str, dag_id: str | None, *, complete: bool = True, namespace: 
 
 def test_ledger_keys_with_holders_and_history(app, auth_manager) -> None:  # noqa: F811
     _claimed("claim-1", "claims")
-    _claimed("claim-2", "claims", complete=False)
+    _claimed("claim-2", "claims", complete=False, run_id="r2")
     _claimed("pay-1", "payments", namespace="payments")
     _claimed("manual-1", None)
     admin = _as(auth_manager, app, "admin")
+    of_run = admin.get(f"{V1}/ledger/keys", params={"dag_id": "claims", "run_id": "r2"}).json()["keys"]
+    assert [k["key"] for k in of_run] == ["claim-2"]
     assert admin.get(f"{V1}/ledger/namespaces").json() == ["default", "payments"]
     keys = admin.get(f"{V1}/ledger/keys").json()["keys"]
     assert [k["key"] for k in keys] == ["manual-1", "pay-1", "claim-2", "claim-1"]

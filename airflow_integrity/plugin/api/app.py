@@ -1,5 +1,5 @@
 """The plugin's HTTP app, served by Airflow's API server under ``/integrity``: the integrity API under
-``/api/v1`` and the console's pages.
+``/api/v1``, its description and documentation pages, and the console's bundle.
 
 Every route needs an authenticated Airflow user, the API description and its documentation pages included:
 FastAPI's own ``/openapi.json``, ``/docs`` and ``/redoc`` (served to anyone) are turned off and served here
@@ -9,15 +9,15 @@ auth manager (:mod:`airflow_integrity.plugin.api.access`).
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from airflow_integrity.plugin import console
 from airflow_integrity.store import StoreError
 
 
@@ -76,21 +76,16 @@ def create_app() -> FastAPI:
         """Whether the integrity store is reachable, and its schema revision."""
         return {"status": "ok", "store": _store_status()}
 
-    @app.get("/ui/", response_class=HTMLResponse)
-    def ui(user: GetUserDep) -> str:
-        """A plain page a reviewer can read: store location and schema state."""
-        try:
-            status = _store_status()
-            rows = "".join(
-                f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
-                for key, value in status.items()
-            )
-            body = f"<table>{rows}</table>"
-        except HTTPException as exc:
-            body = f"<p class='error'>{html.escape(str(exc.detail))}</p>"
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Integrity</title></head>"
-            f"<body><h1>Integrity store</h1>{body}</body></html>"
-        )
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(user: GetUserDep, name: str) -> FileResponse:
+        """The console's bundle and icons (see :mod:`airflow_integrity.plugin.console`)."""
+        if name not in console.SERVED:
+            raise HTTPException(status_code=404, detail=f"No file {name!r} here.")
+        path = console.STATIC / name
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail=f"{name} is not in this installation: rebuild it (ui/).")
+        # Addresses carry the content's digest (console.react_apps): a cached copy is never stale.
+        cache = {"Cache-Control": "private, max-age=31536000, immutable"}
+        return FileResponse(path, media_type=console.SERVED[name], headers=cache)
 
     return app

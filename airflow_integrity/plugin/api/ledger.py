@@ -86,6 +86,7 @@ def list_keys(
     namespace: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     state: Literal["in_progress", "completed", "failed", "released"] | None = None,
     dag_id: Name = None,
+    run_id: Name = None,
     cursor: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page.")
     ] = None,
@@ -101,6 +102,7 @@ def list_keys(
         namespace=namespace,
         state=state,
         dag_id=dag_id,
+        run_id=run_id,
         readable_dags=access.readable_dags(),
         without_dag=access.store_wide_read,
     )

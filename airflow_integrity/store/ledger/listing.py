@@ -25,11 +25,11 @@ MAX_PAGE = 500
 _LISTED = ENTRY_COLUMNS.replace("result_json", "NULL AS result_json")
 
 
-def origin_dag_sql(dialect: str) -> str:
-    """SQL for the DAG id of a ledger row's origin (NULL for a key claimed outside a DAG)."""
+def origin_dag_sql(dialect: str, field: str = "dag_id") -> str:
+    """SQL for a field (``dag_id``, ``run_id``) of a ledger row's origin (NULL for a key claimed outside a DAG)."""
     if dialect == "postgresql":
-        return "(CAST(origin AS jsonb) ->> 'dag_id')"
-    return "json_extract(origin, '$.dag_id')"
+        return f"(CAST(origin AS jsonb) ->> '{field}')"
+    return f"json_extract(origin, '$.{field}')"
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class KeyFilter:
         namespace: Keys of this namespace (``None``: of every namespace).
         state: ``in_progress``, ``completed``, ``failed`` or ``released``.
         dag_id: Keys whose origin is this DAG.
+        run_id: Keys whose origin is this run (of ``dag_id``).
         readable_dags: Only keys of these DAGs (``None``: of every DAG).
         without_dag: Whether keys claimed outside any DAG are included.
     """
@@ -47,6 +48,7 @@ class KeyFilter:
     namespace: str | None = None
     state: str | None = None
     dag_id: str | None = None
+    run_id: str | None = None
     readable_dags: frozenset[str] | None = None
     without_dag: bool = True
 
@@ -65,6 +67,9 @@ def list_keys(
     if where.dag_id is not None:
         clauses.append(f"{dag} = :dag_id")
         params["dag_id"] = where.dag_id
+    if where.run_id is not None:
+        clauses.append(f"{origin_dag_sql(store.backend, 'run_id')} = :run_id")
+        params["run_id"] = where.run_id
     if (scope := scope_clause(dag, where.readable_dags, where.without_dag, params)) is not None:
         clauses.append(scope)
     if before is not None:
