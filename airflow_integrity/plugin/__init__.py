@@ -6,7 +6,10 @@ import importlib
 import logging
 from typing import Any
 
-from airflow.sdk.plugins_manager import AirflowPlugin
+try:
+    from airflow.sdk.plugins_manager import AirflowPlugin
+except ImportError:  # Airflow 3.1: the class lives in airflow.plugins_manager
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef]
 
 from airflow_integrity.listeners import (
     completeness_listener,

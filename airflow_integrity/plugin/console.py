@@ -3,7 +3,7 @@
 
 The bundle is built from ``ui/`` (``npm run build``); CI rebuilds it and fails when the shipped file differs. It
 is served by the plugin's app under ``/integrity/static/`` to authenticated users; its address carries a digest
-of its content, so a browser never runs a bundle cached from another version of the package.
+of the served files, so a browser never runs a bundle cached from another version of the package.
 """
 
 from __future__ import annotations
@@ -22,18 +22,23 @@ NAME = "Integrity"
 
 @cache
 def bundle_digest() -> str:
-    """The first 16 hex digits of the bundle's SHA-256 (``missing`` when the package was built without it)."""
+    """The first 16 hex digits of the SHA-256 of the files served (``missing`` when the bundle is not there)."""
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256((STATIC / BUNDLE).read_bytes()).hexdigest()[:16]
+        for name in sorted(SERVED):
+            digest.update((STATIC / name).read_bytes())
     except FileNotFoundError:
         return "missing"
+    return digest.hexdigest()[:16]
 
 
 def react_apps(url_prefix: str) -> list[dict[str, Any]]:
     """The console's entries for the Airflow UI.
 
-    Each entry names its own bundle address (``app=``): the UI imports the bundle once per address and reads
-    the component the module leaves on ``globalThis``, so distinct addresses work with every 3.1+ UI's loader.
+    The bundle leaves its component on ``globalThis`` under :data:`NAME` and as ``AirflowPlugin``, which is what
+    the UI's loader reads after importing it. Each entry still names its own address (``app=``): a loader that
+    clears ``AirflowPlugin`` before each import and reads only that finds it set again, because a module is
+    evaluated once per address.
     The addresses are relative: the UI resolves them against its base URL, as it does its own API calls.
     """
     static = f"{url_prefix.strip('/')}/static"
@@ -52,8 +57,8 @@ def react_apps(url_prefix: str) -> list[dict[str, Any]]:
             "nav",
             "integrity",
             category="browse",
-            icon=f"{static}/icon.svg",
-            icon_dark_mode=f"{static}/icon-dark.svg",
+            icon=f"{static}/icon.svg?v={bundle_digest()}",
+            icon_dark_mode=f"{static}/icon-dark.svg?v={bundle_digest()}",
         ),
         app("dag_run", "integrity-run"),
         app("task_instance", "integrity-task"),

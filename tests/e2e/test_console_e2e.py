@@ -85,6 +85,9 @@ class Reviewer:
         self.page = page
         self.cluster = cluster
         self.shots = shots
+        # An exception the page did not handle (a crashed view) fails the test, even if no check saw it.
+        self.page_errors: list[str] = []
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
 
     def go(self, path: str) -> None:
         self.page.goto(f"{self.cluster.base_url}{path}")
@@ -130,12 +133,17 @@ def test_a_reviewer_reads_the_trail_verifies_it_and_releases_a_key_in_the_airflo
             runs = run_examples(cluster)
             assert payments.stats()["payments"] == 1  # two runs for claim 42, one payment
             with browser_page(tmp_path / "chromium") as page:
-                walk_through(Reviewer(page, cluster, shots), cluster, runs, tmp_path)
+                reviewer = Reviewer(page, cluster, shots)
+                walk_through(reviewer, cluster, runs, tmp_path)
+                assert reviewer.page_errors == []
             with browser_page(tmp_path / "chromium-dark", color_scheme="dark") as page:
                 dark = Reviewer(page, cluster, shots)
                 dark.log_in()
+                # A shared link opens the story directly.
                 dark.console(f"?view=story&key={KEY}").get_by_text("approval.signed").first.wait_for()
+                assert page.evaluate("document.documentElement.classList.contains('dark')")
                 dark.shot("story-dark")
+                assert dark.page_errors == []
             logs = cluster.logs_tail()
 
     store = IntegrityStore(StoreLocation.from_url(store_uri))
@@ -227,10 +235,12 @@ def walk_through(reviewer: Reviewer, cluster: AirflowCluster, runs: dict[str, st
     assert release.is_disabled()  # no reason, no release
     key.get_by_label(re.compile("Reason")).fill("chargeback: pay again after bank correction")
     release.click()
-    key.get_by_text(f"Released by {cluster.username}").wait_for(timeout=30_000)
+    key.get_by_role("status").filter(has_text=f"Released by {cluster.username}").wait_for(timeout=30_000)
+    key.get_by_role("table", name="Key history").get_by_text("released", exact=True).wait_for()
+    keys.locator("tbody tr", has_text=KEY).first.get_by_text("released", exact=True).wait_for()  # the list follows
     reviewer.shot("ledger")
 
-    # The DAG-run tab on Airflow's own run page, reached as from the grid.
+    # The DAG-run tab on Airflow's own run page, reached as from the grid: the run's events, every one.
     reviewer.go(f"/dags/claim_review/runs/{runs['review']}")
     page.locator("a[href$='/plugin/integrity-run']").first.click()
     tab = page.locator("[data-integrity-console]")
@@ -239,9 +249,26 @@ def walk_through(reviewer: Reviewer, cluster: AirflowCluster, runs: dict[str, st
     assert _column(run_events, "Seq") == _seqs(cluster, dag_id="claim_review", run_id=runs["review"])
     reviewer.shot("dag-run-tab")
 
-    # The task-instance tab: that task's events, every try.
-    reviewer.go(f"/dags/claim_review/runs/{runs['review']}/tasks/approve_payment/plugin/integrity-task")
-    task_events = page.locator("[data-integrity-console]").get_by_role("table", name="Audit events")
+    # The payment run's tab: its key, released above.
+    reviewer.go(f"/dags/claims_payment/runs/{runs['pay']}")
+    page.locator("a[href$='/plugin/integrity-run']").first.click()
+    tab.get_by_role("tab", name="Idempotency keys").click()
+    run_keys = tab.get_by_role("table", name="Idempotency keys")
+    run_keys.locator("tbody tr", has_text=KEY).get_by_text("released", exact=True).wait_for(timeout=30_000)
+    assert _column(run_keys, "Key") == {KEY}
+
+    # The intake run's tab: its two validations, both quarantining.
+    reviewer.go(f"/dags/patient_intake/runs/{runs['intake']}")
+    page.locator("a[href$='/plugin/integrity-run']").first.click()
+    tab.get_by_role("tab", name="Validations").click()
+    run_validations = tab.get_by_role("table", name="Validations")
+    run_validations.locator("tbody tr").nth(1).wait_for(timeout=30_000)
+    assert _column(run_validations, "Suite") == {"patient_registration", "insurance_coverage"}
+
+    # The task-instance tab, from the task instance's page: that task's events, every try.
+    reviewer.go(f"/dags/claim_review/runs/{runs['review']}/tasks/approve_payment")
+    page.locator("a[href$='/plugin/integrity-task']").first.click()
+    task_events = tab.get_by_role("table", name="Audit events")
     task_events.get_by_text("approval.signed").wait_for(timeout=60_000)
     of_task = _seqs(cluster, dag_id="claim_review", run_id=runs["review"], task_id="approve_payment")
     assert _column(task_events, "Seq") == of_task and _column(task_events, "Task") == {"approve_payment"}
@@ -249,9 +276,8 @@ def walk_through(reviewer: Reviewer, cluster: AirflowCluster, runs: dict[str, st
 
 
 def _seqs(cluster: AirflowCluster, **filters: str) -> set[str]:
-    """The events of a run or task as the integrity API lists them."""
-    page = cluster.api("GET", "/integrity/api/v1/events", params={**filters, "limit": 500})
-    assert page["next_cursor"] is None
+    """The newest page of a run's or task's events as the integrity API lists them (the console's page size)."""
+    page = cluster.api("GET", "/integrity/api/v1/events", params={**filters, "limit": 50})
     return {str(event["seq"]) for event in page["events"]}
 
 

@@ -69,10 +69,12 @@ def test_console_bundle_is_served_to_a_user_and_nothing_else_is() -> None:
     from airflow_integrity.plugin import console
 
     client = _client_as_user()
-    bundle = client.get("/static/console.js")
+    bundle = client.get("/static/console.js", params={"v": console.bundle_digest()})
     assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
     assert bundle.content == (console.STATIC / "console.js").read_bytes()
     assert "immutable" in bundle.headers["cache-control"]
+    # Only the address naming this content may be cached: another (an older server's) never is.
+    assert client.get("/static/console.js", params={"v": "0" * 16}).headers["cache-control"] == "no-store"
     assert client.get("/static/icon.svg").headers["content-type"].startswith("image/svg+xml")
     for name in ("../__init__.py", "..%2F__init__.py", "nope.js", "%2e%2e%2fconsole.py"):
         assert client.get(f"/static/{name}").status_code == 404, name
@@ -89,8 +91,10 @@ def test_console_entries_load_the_shipped_bundle_by_its_digest() -> None:
         ("dag_run", "integrity-run"),
         ("task_instance", "integrity-task"),
     }
-    digest = hashlib.sha256((console.STATIC / "console.js").read_bytes()).hexdigest()[:16]
+    served = b"".join((console.STATIC / name).read_bytes() for name in sorted(console.SERVED))
+    digest = hashlib.sha256(served).hexdigest()[:16]
     # One address per entry (the UI imports each once) and every address names the shipped content.
     assert len({a["bundle_url"] for a in apps}) == 3
     assert all(a["bundle_url"].startswith(f"integrity/static/console.js?v={digest}&") for a in apps)
+    assert all(a.get("icon") is None or a["icon"].endswith(f"?v={digest}") for a in apps)
     assert IntegrityPlugin().fastapi_apps[0]["url_prefix"] == URL_PREFIX

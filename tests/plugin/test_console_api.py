@@ -229,7 +229,15 @@ def test_verification_status_run_and_checkpoints(app, auth_manager, monkeypatch)
     assert status["last_checkpoint"]["seq"] == 8 and status["last_checkpoint"]["signature_valid"] is True
 
     assert viewer.post(f"{V1}/verification").status_code == 403
-    run = op.post(f"{V1}/verification")
+    # A page of another site (or a sibling subdomain) riding the session cookie changes nothing.
+    for site in ("cross-site", "same-site"):
+        refused = op.post(f"{V1}/verification", headers={"Sec-Fetch-Site": site})
+        assert refused.status_code == 403 and "another site" in refused.json()["detail"]
+        body = {"namespace": "default", "key": "any", "reason": "forged"}
+        assert op.post(f"{V1}/ledger/release", json=body, headers={"Sec-Fetch-Site": site}).status_code == 403
+    assert viewer.get(f"{V1}/verification", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+    assert viewer.get(f"{V1}/events", params={"event_type": "audit.verified"}).json()["events"] == []
+    run = op.post(f"{V1}/verification", headers={"Sec-Fetch-Site": "same-origin"})
     assert run.status_code == 200, run.text
     assert run.json()["ok"] is True and run.json()["signatures_checked"] is True
     status = viewer.get(f"{V1}/verification").json()

@@ -65,9 +65,17 @@ const IntegrityConsole = ({ dagId, runId, taskId, mapIndex }: Props) => {
   installStyles();
   return (
     <div className="aic" data-integrity-console="">
-      {dagId && runId ? <RunTab dagId={dagId} runId={runId} taskId={taskId} mapIndex={mapIndex} /> : <Console />}
+      {dagId && runId ? (
+        // Airflow reuses the tab's element for another run or task: start afresh for each.
+        <RunTab key={[dagId, runId, taskId, mapIndex].join("\u0000")} dagId={dagId} runId={runId} taskId={taskId} mapIndex={mapIndex} />
+      ) : (
+        <Console />
+      )}
     </div>
   );
 };
 
+// The UI's loader looks for the component under the app's name first (all entries are named "Integrity", see
+// airflow_integrity/plugin/console.py), then as AirflowPlugin, which other plugins' bundles may overwrite.
+(globalThis as Record<string, unknown>).Integrity = IntegrityConsole;
 (globalThis as Record<string, unknown>).AirflowPlugin = IntegrityConsole;

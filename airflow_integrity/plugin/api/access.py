@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
+
+CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _auth_manager() -> Any:
@@ -125,3 +127,17 @@ def current_access(user: GetUserDep) -> Access:
 
 
 AccessDep = Annotated[Access, Depends(current_access)]
+
+
+def refuse_cross_site(request: Request) -> None:
+    """A browser request sent by a page of another site (or of a sibling subdomain) changes nothing.
+
+    The UI's session cookie is ``SameSite=Lax``, which keeps other sites' forms out but not a same-site page's;
+    browsers name the sender in ``Sec-Fetch-Site``. Clients that are not browsers send no such header and
+    authenticate with a token.
+    """
+    if request.method in CHANGING_METHODS and request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "A page of another site may not change anything: use the Airflow UI or call the API with a token.",
+        )

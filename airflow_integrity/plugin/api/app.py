@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
@@ -43,6 +43,7 @@ data of no DAG needs the configuration read permission, verifying the chain the 
 def create_app() -> FastAPI:
     """Build the plugin's FastAPI app; every route requires an authenticated Airflow user."""
     from airflow_integrity.plugin.api import events, ledger, trigger, validations, verification
+    from airflow_integrity.plugin.api.access import refuse_cross_site
 
     # FastAPI would serve the description and the docs pages without authentication; they are routes below.
     app = FastAPI(
@@ -52,6 +53,7 @@ def create_app() -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_cross_site)],
     )
     for module in (events, verification, validations, ledger, trigger):
         app.include_router(module.router, prefix=API_PREFIX)
@@ -77,15 +79,17 @@ def create_app() -> FastAPI:
         return {"status": "ok", "store": _store_status()}
 
     @app.get("/static/{name}", include_in_schema=False)
-    def static(user: GetUserDep, name: str) -> FileResponse:
+    def static(user: GetUserDep, name: str, v: str | None = None) -> FileResponse:
         """The console's bundle and icons (see :mod:`airflow_integrity.plugin.console`)."""
         if name not in console.SERVED:
             raise HTTPException(status_code=404, detail=f"No file {name!r} here.")
         path = console.STATIC / name
         if not path.is_file():
             raise HTTPException(status_code=404, detail=f"{name} is not in this installation: rebuild it (ui/).")
-        # Addresses carry the content's digest (console.react_apps): a cached copy is never stale.
-        cache = {"Cache-Control": "private, max-age=31536000, immutable"}
-        return FileResponse(path, media_type=console.SERVED[name], headers=cache)
+        # An address naming this content (console.react_apps) may be kept for good; any other (an older
+        # server behind the same name during an upgrade, a hand-typed one) must not be cached.
+        current = v == console.bundle_digest()
+        cache = "private, max-age=31536000, immutable" if current else "no-store"
+        return FileResponse(path, media_type=console.SERVED[name], headers={"Cache-Control": cache})
 
     return app

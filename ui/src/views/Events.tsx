@@ -193,7 +193,7 @@ export const Trail = ({ search, navigate }: TrailProps) => {
             openStory={(key) => navigate({ view: "story", key }, true)}
           />
         </div>
-        {seq ? <EventDetail seq={seq} onClose={() => navigate({ seq: undefined })} /> : null}
+        {seq ? <EventDetail key={seq} seq={seq} onClose={() => navigate({ seq: undefined })} /> : null}
       </div>
     </>
   );

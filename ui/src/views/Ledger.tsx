@@ -52,10 +52,9 @@ const historyColumns: Column<HistoryItem>[] = [
   { header: "Person / reason", cell: (h) => [h.person, h.reason, h.error].filter(Boolean).join(" — "), wrap: true },
 ];
 
-const Release = ({ entry, onDone }: { entry: LedgerKey; onDone: () => void }) => {
+const Release = ({ entry, onDone }: { entry: LedgerKey; onDone: (released: ReleaseResponse) => void }) => {
   const [reason, setReason] = useState("");
   const [busy, setBusy] = useState(false);
-  const [done, setDone] = useState<ReleaseResponse>();
   const [problem, setProblem] = useState<Error>();
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -63,10 +62,8 @@ const Release = ({ entry, onDone }: { entry: LedgerKey; onDone: () => void }) =>
     setProblem(undefined);
     postJson<ReleaseResponse>("ledger/release", { namespace: entry.namespace, key: entry.key, reason: reason.trim() }).then(
       (response) => {
-        setDone(response);
         setBusy(false);
-        setReason("");
-        onDone();
+        onDone(response);
       },
       (error: Error) => {
         setProblem(error);
@@ -91,11 +88,6 @@ const Release = ({ entry, onDone }: { entry: LedgerKey; onDone: () => void }) =>
         </button>
       </div>
       <Problem error={problem} />
-      {done ? (
-        <div className="aic-note aic-tone-ok" role="status">
-          Released by {done.released_by} at {when(done.released_at)} (was {done.previous_state}).
-        </div>
-      ) : null}
     </form>
   );
 };
@@ -105,6 +97,7 @@ type DetailProps = { namespace: string; name: string; onClose: () => void; onCha
 
 export const KeyDetail = ({ namespace, name, onClose, onChanged }: DetailProps) => {
   const entry = useApi<LedgerKeyDetail>(`ledger/namespaces/${segment(namespace)}/keys/${segment(name)}`);
+  const [released, setReleased] = useState<ReleaseResponse>();
   const k = entry.data;
   return (
     <section className="aic-panel" aria-label={`Key ${name}`}>
@@ -140,10 +133,17 @@ export const KeyDetail = ({ namespace, name, onClose, onChanged }: DetailProps) 
           />
           <h3>History</h3>
           <Table label="Key history" columns={historyColumns} rows={k.history} rowKey={(h) => String(h.seq)} empty="No history." />
+          {released ? (
+            <div className="aic-note aic-tone-ok" role="status">
+              Released by {released.released_by} at {when(released.released_at)} (was {released.previous_state}):{" "}
+              {released.reason}
+            </div>
+          ) : null}
           {k.state !== "released" ? (
             <Release
               entry={k}
-              onDone={() => {
+              onDone={(response) => {
+                setReleased(response);
                 entry.reload();
                 onChanged?.();
               }}

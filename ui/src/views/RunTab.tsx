@@ -59,8 +59,8 @@ export const RunTab = ({ dagId, runId, taskId, mapIndex }: RunProps) => {
             />
           ) : null}
         </div>
-        {open && section === "events" ? <EventDetail seq={Number(open)} onClose={() => setOpen(null)} /> : null}
-        {open && section === "validations" ? <ValidationDetail id={open} onClose={() => setOpen(null)} /> : null}
+        {open && section === "events" ? <EventDetail key={open} seq={Number(open)} onClose={() => setOpen(null)} /> : null}
+        {open && section === "validations" ? <ValidationDetail key={open} id={open} onClose={() => setOpen(null)} /> : null}
         {open && section === "keys" ? (
           <KeyDetail
             onChanged={() => setRound(round + 1)}

@@ -1,4 +1,4 @@
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useEffect, useRef, useState } from "react";
 
 import { apiUrl, getJson, segment } from "../api";
 import { EventType, Problem } from "../components";
@@ -8,32 +8,41 @@ import type { Navigate } from "./Events";
 
 /** Every page of a key's story, oldest first, read as the reviewer asks for more. */
 const useStory = (key: string) => {
-  const [events, setEvents] = useState<AuditEvent[]>([]);
-  const [next, setNext] = useState<string | null>(null);
-  const [error, setError] = useState<Error>();
+  const [state, setState] = useState<{ key: string; events: AuditEvent[]; next: string | null; error?: Error }>({
+    key,
+    events: [],
+    next: null,
+  });
   const [loading, setLoading] = useState(false);
+  const current = useRef(key);
+  current.current = key;
   const load = (cursor: string | null, previous: AuditEvent[]) => {
     setLoading(true);
     getJson<EventPage>(`stories/${segment(key)}`, { cursor, limit: 200 }).then(
       (page) => {
-        setEvents([...previous, ...page.events]);
-        setNext(page.next_cursor);
-        setError(undefined);
+        if (current.current !== key) return; // another key was opened meanwhile
+        setState({ key, events: [...previous, ...page.events], next: page.next_cursor });
         setLoading(false);
       },
-      (problem: Error) => {
-        setError(problem);
+      (error: Error) => {
+        if (current.current !== key) return;
+        setState({ key, events: previous, next: null, error });
         setLoading(false);
       },
     );
   };
   useEffect(() => {
-    setEvents([]);
-    setNext(null);
+    setState({ key, events: [], next: null });
     if (key) load(null, []);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key]);
-  return { events, error, loading, more: next ? () => load(next, events) : undefined };
+  const mine = state.key === key ? state : { events: [], next: null, error: undefined };
+  return {
+    events: mine.events,
+    error: mine.error,
+    loading,
+    more: mine.next ? () => load(mine.next, mine.events) : undefined,
+  };
 };
 
 /** "Everything that happened to claim-42": a timeline across DAGs and runs, downloadable as the CLI exports it. */

@@ -162,7 +162,7 @@ export const Validations = ({ search, navigate }: { search: URLSearchParams; nav
         <div>
           <ValidationList filters={applied} selected={selected} onOpen={(id) => navigate({ result: id })} />
         </div>
-        {selected ? <ValidationDetail id={selected} onClose={() => navigate({ result: undefined })} /> : null}
+        {selected ? <ValidationDetail key={selected} id={selected} onClose={() => navigate({ result: undefined })} /> : null}
       </div>
     </>
   );
