@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger_claim.py
 	$(BIN)/python bench/audit_append.py
 	$(BIN)/python bench/audit_verify.py
+	$(BIN)/python bench/console_api.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
