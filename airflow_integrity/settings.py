@@ -23,7 +23,7 @@ DEFAULT_CONN_ID = _DEFAULTS["conn_id"]
 
 
 def _conf():  # type: ignore[no-untyped-def]
-    from airflow.sdk import conf
+    from airflow_integrity.compat import conf
 
     return conf
 

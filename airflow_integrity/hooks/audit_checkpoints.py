@@ -29,8 +29,8 @@ def load_checkpoint_key(conn_id: str) -> CheckpointKey:
         CheckpointKeyError: The connection is missing, has no password, or does not hold a usable key.
     """
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    from airflow_integrity.compat import AirflowNotFoundException
     from airflow_integrity.store.audit.signing import CheckpointKey, CheckpointKeyError
 
     try:

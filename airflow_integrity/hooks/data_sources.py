@@ -103,8 +103,8 @@ class DataSource:
 
     def _fetch_records(self) -> Any:
         from airflow.providers.http.hooks.http import HttpHook
-        from airflow.sdk.exceptions import AirflowException
 
+        from airflow_integrity.compat import AirflowException
         from airflow_integrity.validation.http_body import records_text_from_json_body
 
         hook = HttpHook(method=self.method, http_conn_id=str(self.conn_id))
@@ -149,8 +149,9 @@ def sqlalchemy_url(conn_id: str) -> Any:
         DataError: The connection is not an SQL database SQLAlchemy can reach.
     """
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowException
     from sqlalchemy.engine import URL
+
+    from airflow_integrity.compat import AirflowException
 
     conn = BaseHook.get_connection(conn_id)
     try:

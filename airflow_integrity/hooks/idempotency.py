@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
+from airflow_integrity.compat import AirflowException, AirflowFailException
 from airflow_integrity.hooks.events import build_event, redact_text
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.store.errors import StoreError

@@ -104,7 +104,7 @@ class IntegrityCheckHook(BaseHook):
         return location
 
     def _resolve_location(self) -> StoreLocation:
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow_integrity.compat import AirflowNotFoundException
 
         source = f"connection {self.integrity_conn_id!r}"
         try:

@@ -109,8 +109,7 @@ def fail_on_bad_input(action: Callable[[], T]) -> T:
 
     ``SourceUnavailableError`` (a database or endpoint that is down) passes through, so Airflow retries it.
     """
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from airflow_integrity.compat import AirflowFailException
     from airflow_integrity.validation.errors import DataError, SuiteError
 
     try:
@@ -224,7 +223,7 @@ def enforce(
         AirflowFailException: ``fail`` and a critical expectation failed; ``quarantine`` and too many rows are
             bad, or a table-level critical expectation failed.
     """
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_integrity.compat import AirflowFailException
 
     log = hook.log
     if run.status == "passed":
@@ -265,8 +264,7 @@ def _quarantine(
     business_key: str | None,
     task_instance: Any,
 ) -> Handoff:
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from airflow_integrity.compat import AirflowFailException
     from airflow_integrity.validation.quarantine import split_rows
 
     rows = run.outcome.rows

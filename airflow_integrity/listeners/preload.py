@@ -77,8 +77,7 @@ def preload(modules: Sequence[str]) -> float:
 def on_starting(component: Any) -> None:
     """In a LocalExecutor scheduler, load the task modules before the workers fork (never raises into Airflow)."""
     try:
-        from airflow.sdk import conf
-
+        from airflow_integrity.compat import conf
         from airflow_integrity.settings import load_settings
 
         executors = conf.get("core", "executor", fallback="") or ""

@@ -32,7 +32,7 @@ def _refuse_to_run(task_instance: Any, reason: str) -> None:
         return
 
     def refuse(context: Any) -> None:
-        from airflow.sdk.exceptions import AirflowException
+        from airflow_integrity.compat import AirflowException
 
         raise AirflowException(reason)
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.http.operators.http import HttpOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
     IdempotencyMixin,

@@ -126,7 +126,7 @@ def quarantine_location(task: Any, rendered: Any, context: Mapping[str, Any]) ->
         AirflowFailException: The location comes from the run's conf, or names a file; naming the argument and
             the fix.
     """
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_integrity.compat import AirflowFailException
 
     template = getattr(task, "_quarantine_path_template", None)
     if isinstance(template, str) and not getattr(task, "allow_quarantine_path_from_conf", False):
@@ -203,8 +203,9 @@ def dag_code_params(task: Any) -> dict[str, Any]:
     Read when the DAG file is parsed, because Airflow writes a run's conf into the same ``Param`` objects when
     it builds the run's context.
     """
-    from airflow.sdk.definitions._internal.types import is_arg_set as param_is_set
     from airflow.sdk.definitions.param import Param
+
+    from airflow_integrity.compat import is_arg_set as param_is_set
 
     values: dict[str, Any] = {}
     dag = task.get_dag() if hasattr(task, "get_dag") else None
@@ -367,8 +368,7 @@ class ValidateDataOperator(DataSourceArguments, HandoffPolicyArguments, BaseOper
 
     def _check_xcom(self, rows: Any) -> None:
         """Refuse to hand on a value that Airflow's XCom would change (a ``Decimal`` a float cannot hold)."""
-        from airflow.sdk.exceptions import AirflowFailException
-
+        from airflow_integrity.compat import AirflowFailException
         from airflow_integrity.hooks.validation import xcom_change
 
         changed = xcom_change(rows)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-try:
+if TYPE_CHECKING:
     from airflow.sdk.plugins_manager import AirflowPlugin
-except ImportError:  # Airflow 3.1: the class lives in airflow.plugins_manager
-    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef]
+else:
+    try:
+        from airflow.sdk.plugins_manager import AirflowPlugin
+    except ImportError:  # Airflow 3.1
+        from airflow.plugins_manager import AirflowPlugin
 
 from airflow_integrity.listeners import (
     completeness_listener,

@@ -12,6 +12,7 @@ import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 STATIC = Path(__file__).parent / "static"
 BUNDLE = "console.js"
@@ -32,6 +33,14 @@ def bundle_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def root_path() -> str:
+    """The path Airflow's UI and API are served under, derived from ``[api] base_url`` as Airflow derives it."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or ""
+    return urlsplit(base if base.endswith("/") else f"{base}/").path or "/"
+
+
 def react_apps(url_prefix: str) -> list[dict[str, Any]]:
     """The console's entries for the Airflow UI.
 
@@ -39,9 +48,10 @@ def react_apps(url_prefix: str) -> list[dict[str, Any]]:
     the UI's loader reads after importing it. Each entry still names its own address (``app=``): a loader that
     clears ``AirflowPlugin`` before each import and reads only that finds it set again, because a module is
     evaluated once per address.
-    The addresses are relative: the UI resolves them against its base URL, as it does its own API calls.
+    The addresses are absolute paths under Airflow's root path: Airflow 3.1's UI imports ``bundle_url`` as
+    given (a relative one is not a module specifier there), later ones resolve it against the page's base URL.
     """
-    static = f"{url_prefix.strip('/')}/static"
+    static = f"{root_path()}{url_prefix.strip('/')}/static"
 
     def app(destination: str, url_route: str, **extra: Any) -> dict[str, Any]:
         return {

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from airflow_integrity.compat import AirflowException, AirflowFailException, AirflowSensorTimeout
 from airflow_integrity.settings import default_deferrable
 from airflow_integrity.store.ledger import DEFAULT_NAMESPACE
 

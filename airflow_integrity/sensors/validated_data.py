@@ -95,8 +95,7 @@ class ValidatedDataSensor(DataSourceArguments, BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         """One check on the worker."""
-        from airflow.sdk.exceptions import AirflowFailException
-
+        from airflow_integrity.compat import AirflowFailException
         from airflow_integrity.triggers.validated_data import ERROR, PASSED, check_once
 
         outcome = check_once(
@@ -116,7 +115,7 @@ class ValidatedDataSensor(DataSourceArguments, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke on the worker, or defer to the trigger; a timeout names the last failure."""
-        from airflow.sdk.exceptions import AirflowSensorTimeout
+        from airflow_integrity.compat import AirflowSensorTimeout
 
         if self.deferrable:
             self._defer(context)
@@ -151,7 +150,7 @@ class ValidatedDataSensor(DataSourceArguments, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+        from airflow_integrity.compat import AirflowFailException, AirflowSensorTimeout
 
         status = event.get("status")
         if status == "success":

@@ -131,7 +131,8 @@ class AirflowCluster(ClusterRest):
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.metadata_db_uri = to_sqlalchemy_uri(metadata_db_uri)
-        self.python = python or sys.executable
+        # INTEGRITY_E2E_AIRFLOW_PYTHON runs the cluster on another installation (another Airflow version).
+        self.python = python or os.environ.get("INTEGRITY_E2E_AIRFLOW_PYTHON") or sys.executable
         self.startup_timeout = startup_timeout
         self.term_grace = term_grace
         self.pycache_dir = Path(pycache_dir).resolve() if pycache_dir else self.home / "pycache"

@@ -95,6 +95,17 @@ def test_console_entries_load_the_shipped_bundle_by_its_digest() -> None:
     digest = hashlib.sha256(served).hexdigest()[:16]
     # One address per entry (the UI imports each once) and every address names the shipped content.
     assert len({a["bundle_url"] for a in apps}) == 3
-    assert all(a["bundle_url"].startswith(f"integrity/static/console.js?v={digest}&") for a in apps)
+    assert all(a["bundle_url"].startswith(f"/integrity/static/console.js?v={digest}&") for a in apps)
     assert all(a.get("icon") is None or a["icon"].endswith(f"?v={digest}") for a in apps)
     assert IntegrityPlugin().fastapi_apps[0]["url_prefix"] == URL_PREFIX
+
+
+def test_console_addresses_follow_airflows_base_url(monkeypatch) -> None:
+    from airflow_integrity.plugin import console
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://example.org/airflow")
+    (nav, *_) = console.react_apps(URL_PREFIX)
+    assert nav["bundle_url"].startswith("/airflow/integrity/static/console.js?v=")
+    assert nav["icon"].startswith("/airflow/integrity/static/icon.svg?v=")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "")
+    assert console.react_apps(URL_PREFIX)[0]["bundle_url"].startswith("/integrity/static/")
