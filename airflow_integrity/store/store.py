@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from airflow_integrity.store import migrate
-from airflow_integrity.store.connections import READONLY, get_engine
+from airflow_integrity.store.connections import READONLY, get_engine, planned_for_values
 from airflow_integrity.store.errors import SchemaNotCurrentError, StoreUnavailableError
 from airflow_integrity.store.location import StoreLocation
 
@@ -91,12 +91,13 @@ class IntegrityStore:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction (no write lock on SQLite)."""
+        """A read-only transaction (no write lock on SQLite; statements planned for their values on PostgreSQL)."""
         try:
             with (
                 self.engine.connect() as raw,
                 raw.execution_options(**{READONLY: True}) as connection,
                 connection.begin(),
+                planned_for_values(connection),
             ):
                 yield connection
         except OperationalError as exc:

@@ -13,6 +13,8 @@ import threading
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.plugin.api import create_app
@@ -357,6 +359,16 @@ def test_validations_per_run_and_in_full(app, auth_manager) -> None:  # noqa: F8
         full["full_result"] == {"results": [{"success": False}]}
         and full["summary"]["suite"]["name"] == "claims_suite"
     )
+    # The page and its quarantine flags are two statements, whatever the number of runs on the page.
+    statements: list[str] = []
+    record = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert len(admin.get(f"{V1}/validations").json()["validations"]) == 3
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    store_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "integrity_" in s]
+    assert len(store_reads) == 2, store_reads
     reviewer = _as(auth_manager, app, "claims-reviewer")
     assert {v["dag_id"] for v in reviewer.get(f"{V1}/validations").json()["validations"]} == {"claims"}
     assert reviewer.get(f"{V1}/validations/{other}").status_code == 404

@@ -31,19 +31,16 @@ def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 
 def _quarantined(store: Any, results: list[Any]) -> set[str]:
-    """The ids among ``results`` whose rejected rows were quarantined (from the runs' audit events)."""
+    """The ids among ``results`` whose rejected rows were quarantined (from their runs' audit events)."""
     from airflow_integrity.store.audit import query
 
-    found: set[str] = set()
     runs = {(r.identity.get("dag_id"), r.identity.get("run_id")) for r in results}
-    for dag_id, run_id in runs:
-        if dag_id is None or run_id is None:
-            continue
-        where = query.EventFilter(dag_id=dag_id, run_id=run_id, event_type=QUARANTINE_EVENT)
-        for row in query.page(store, where, limit=query.MAX_PAGE):
-            if row.record is not None and (result_id := row.record.details.get("result_id")):
-                found.add(str(result_id))
-    return found
+    known = {(dag_id, run_id) for dag_id, run_id in runs if dag_id is not None and run_id is not None}
+    return {
+        str(result_id)
+        for row in query.of_runs(store, known, QUARANTINE_EVENT)
+        if row.record is not None and (result_id := row.record.details.get("result_id"))
+    }
 
 
 def validation_json(result: Any, quarantined: bool) -> dict[str, Any]:

@@ -6,7 +6,10 @@ writes the matching events up to the head it verified:
 
 JSON Lines
     a first line ``{"record": "audit_export", "verified": ..., "verification": {...}, "filters": {...}}``,
-    one ``{"record": "event", ...}`` line per event, and a last line ``{"record": "end", "events": N}``.
+    one line per event, and a last line ``{"record": "end", "events": N}``. An event's line is its canonical
+    body, as hashed, with ``record`` (``"event"``), ``seq``, ``verified``, ``prev_hash`` and ``hash`` added at
+    its end; a body that is not an event's JSON (a damaged row, after the first bad seq) is written as
+    ``{"record": "event", "seq": N, "verified": false, "unreadable_body": "..."}``.
 CSV
     a first line ``# airflow-integrity audit export: chain VERIFIED ...`` (or ``NOT VERIFIED``, with the first
     bad sequence number and the reason), a header row, one row per event, and a last line ``# end ...``.
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEventError, AuditRecord, format_timestamp, to_timestamp
-from airflow_integrity.store.audit.query import EventFilter, stream
+from airflow_integrity.store.audit.query import EventFilter, rows_of, stream, stream_rows
 from airflow_integrity.store.audit.verify import VerifyResult, verify
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
 
 FORMATS = ("jsonl", "csv")
+# How every canonical event body begins (its first key in sorted order).
+CANONICAL_START = '{"actor":'
 CSV_COLUMNS = (
     "seq",
     "recorded_at",
@@ -159,7 +164,7 @@ class ExportLines:
         self.events = 0
         result = self.verification
         self._trusted_below = None if result.ok else result.first_bad_seq
-        self._rows = stream(store, where, max_seq=result.head_seq if result.ok else None)
+        self._rows = stream_rows(store, where, max_seq=result.head_seq if result.ok else None)
 
     def __iter__(self) -> Iterator[str]:
         return self._jsonl() if self.fmt == "jsonl" else self._csv()
@@ -176,13 +181,22 @@ class ExportLines:
             "exported_at": format_timestamp(datetime.now(timezone.utc)),
         }
         yield json.dumps(header, ensure_ascii=False) + "\n"
-        for row in self._rows:
+        for seq, body, prev_hash, hash_ in self._rows:
+            self.events += 1
+            verified = _verified(seq, self._trusted_below)
+            if verified and body.startswith(CANONICAL_START) and body.endswith("}"):
+                # A verified body is the canonical JSON the store hashed: written as it is, not re-encoded.
+                yield (
+                    f'{body[:-1]},"record":"event","seq":{seq},"verified":true,'
+                    f'"prev_hash":"{prev_hash}","hash":"{hash_}"}}\n'
+                )
+                continue
+            row = next(rows_of([(seq, body, prev_hash, hash_)]))
             line = (
-                {"record": "event", "verified": _verified(row.seq, self._trusted_below), **row.record.as_dict()}
+                {**row.record.as_dict(), "record": "event", "verified": verified}
                 if row.record is not None
                 else {"record": "event", "seq": row.seq, "verified": False, "unreadable_body": row.raw}
             )
-            self.events += 1
             yield json.dumps(line, ensure_ascii=False) + "\n"
         yield json.dumps({"record": "end", "events": self.events, "verified": result.ok}) + "\n"
 
@@ -199,7 +213,7 @@ class ExportLines:
             return buffer.getvalue()
 
         yield line(CSV_COLUMNS)
-        for row in self._rows:
+        for row in rows_of(self._rows):
             if row.record is not None:
                 values = row.record.as_dict()
                 values["details"] = json.dumps(values["details"], ensure_ascii=False, sort_keys=True)

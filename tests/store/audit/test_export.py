@@ -142,3 +142,11 @@ def test_a_business_key_brings_the_unkeyed_events_of_its_runs(store: IntegritySt
     export(store, "jsonl", out=out, business_key="claim-42", with_runs=False)
     only_keyed = [json.loads(line) for line in out.getvalue().splitlines()][1:-1]
     assert [e["event_type"] for e in only_keyed] == ["claim.received"]
+
+
+def test_a_verified_event_line_is_its_stored_body_with_the_chain_fields(store: IntegrityStore) -> None:
+    """Verified bodies are written as stored (not re-encoded): each line says exactly what the record does."""
+    details = {"name": "Zoë Ørsted — 東京", "nested": {"b": [1, 2.5, None], "a": True}, "quote": 'say "hi"\n'}
+    records = AuditLog(store).append_many([AuditEvent("claim.noted", "zoë@host", business_key="k", details=details)])
+    _, line, _ = _jsonl(store)
+    assert line == {**records[0].as_dict(), "record": "event", "verified": True}

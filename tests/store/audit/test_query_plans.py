@@ -83,3 +83,45 @@ def _nodes(plan: dict) -> list[dict]:
     for child in plan.get("Plans", []):
         found += _nodes(child)
     return found
+
+
+def _recorded_at(store: IntegrityStore, seq: int) -> str:
+    row = query.get(store, seq)
+    assert row is not None and row.record is not None
+    return row.record.as_dict()["recorded_at"]
+
+
+def test_a_narrow_old_window_is_read_through_its_time_index_not_by_walking_the_chain(
+    big_trail: IntegrityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window deep in the trail: the planner alone walks the primary key from the newest event."""
+    monkeypatch.setattr(query, "NARROW_WINDOW", 5_000)  # this trail is 20,000 events
+    window = query.EventFilter(since=_recorded_at(big_trail, 2_000), until=_recorded_at(big_trail, 2_500))
+    assert query.window_is_narrow(big_trail, window)
+    assert not query.window_is_narrow(big_trail, query.EventFilter(since="2000-01-01"))
+    statement, params = query.page_query("postgresql", window, limit=50, narrow_window=True)
+    with big_trail.read() as conn:
+        sql = str(statement.bindparams(**params).compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar_one()
+    nodes = _nodes(plan[0]["Plan"] if isinstance(plan, list) else json.loads(plan)[0]["Plan"])
+    assert "ix_integrity_audit_event_recorded_at" in {node.get("Index Name") for node in nodes}, nodes
+    # The same page as walking the chain would give, newest first, and the next one from its cursor.
+    walked = [r.seq for r in query.page(big_trail, query.EventFilter(since="2000-01-01"), before=2_500, limit=50)]
+    page = query.page(big_trail, window, limit=50)
+    assert [r.seq for r in page] == walked == list(range(2_499, 2_449, -1))
+    assert [r.seq for r in query.page(big_trail, window, before=page[-1].seq, limit=3)] == [2_449, 2_448, 2_447]
+
+
+def test_reads_are_planned_for_their_values_and_writes_keep_prepared_statements(big_trail: IntegrityStore) -> None:
+    """psycopg prepares a statement after five runs; PostgreSQL may then keep one generic plan for every value,
+    which walked the whole chain for a rare event type. Reads are never prepared."""
+    statement, params = query.page_query("postgresql", FILTERS["event type"], limit=5)
+    prepared = "SELECT count(*) FROM pg_prepared_statements"
+    with big_trail.read() as conn:
+        for _ in range(8):
+            conn.execute(statement, params).all()
+        assert conn.exec_driver_sql(prepared).scalar_one() == 0
+    with big_trail.begin() as conn:
+        for _ in range(8):
+            conn.execute(statement, params).all()
+        assert conn.exec_driver_sql(prepared).scalar_one() >= 1
