@@ -147,6 +147,7 @@ def test_a_business_key_brings_the_unkeyed_events_of_its_runs(store: IntegritySt
 def test_a_verified_event_line_is_its_stored_body_with_the_chain_fields(store: IntegrityStore) -> None:
     """Verified bodies are written as stored (not re-encoded): each line says exactly what the record does."""
     details = {"name": "Zoë Ørsted — 東京", "nested": {"b": [1, 2.5, None], "a": True}, "quote": 'say "hi"\n'}
-    records = AuditLog(store).append_many([AuditEvent("claim.noted", "zoë@host", business_key="k", details=details)])
+    noted = AuditEvent("claim.noted", "zoë@host", business_key="k", details=details)
+    records = AuditLog(store).append_many([noted])
     _, line, _ = _jsonl(store)
     assert line == {**records[0].as_dict(), "record": "event", "verified": True}
