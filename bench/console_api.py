@@ -353,6 +353,8 @@ class Case:
     params: dict[str, Any]
     readable: frozenset[str] | None = None
     sql: tuple[str, Any] | None = None
+    # Statements the store call sends before ``sql`` (a time window's count through its index).
+    before: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _positions(head: int) -> list[int]:
@@ -440,12 +442,12 @@ def make_cases(store: Any, head: int) -> dict[str, list[Case]]:
     }
     for kind in cases.values():
         for case in kind:
-            case.sql = _captured(store, case.store_call)
+            *case.before, case.sql = _captured(store, case.store_call)
     return cases
 
 
-def _captured(store: Any, call: Callable[[], Any]) -> tuple[str, Any]:
-    """The statement and parameters ``call`` sends to the driver (its one query of a store table)."""
+def _captured(store: Any, call: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The statements and parameters ``call`` sends to the driver (its queries of store tables), in order."""
     from sqlalchemy import event
 
     seen: list[tuple[str, Any]] = []
@@ -459,8 +461,8 @@ def _captured(store: Any, call: Callable[[], Any]) -> tuple[str, Any]:
     finally:
         event.remove(store.engine, "before_cursor_execute", listener)
     found = [s for s in seen if "FROM integrity_" in s[0]]
-    assert len(found) == 1, seen
-    return found[0]
+    assert found, seen
+    return found
 
 
 # -- measuring ------------------------------------------------------------------------------------------------
@@ -532,7 +534,8 @@ def measure(store: Any, url: str, cases: dict[str, list[Case]], rounds: int) -> 
     from sqlalchemy.engine import Engine
 
     client, reader = _api(url)
-    bare = psycopg.connect(url, autocommit=True)
+    # Like the store's reads, which PostgreSQL plans for their values (never prepared).
+    bare = psycopg.connect(url, autocommit=True, prepare_threshold=None)
 
     def run_store(case: Case) -> int:
         return len(case.store_call())
@@ -540,6 +543,9 @@ def measure(store: Any, url: str, cases: dict[str, list[Case]], rounds: int) -> 
     def run_bare(case: Case) -> int:
         assert case.sql is not None
         with bare.cursor() as cursor:
+            for statement in case.before:
+                cursor.execute(*statement)
+                cursor.fetchall()
             cursor.execute(*case.sql)
             return len(cursor.fetchall())
 
@@ -622,12 +628,12 @@ def breakdown(store: Any, url: str, rounds: int) -> None:
 
     wheres = [EventFilter(dag_id=d) for d in DAGS[::5]]
     statements = [query.page_query(store.backend, w, limit=PAGE) for w in wheres]
-    captured = [_captured(store, lambda w=w: query.page(store, w, limit=PAGE)) for w in wheres]
+    captured = [_captured(store, lambda w=w: query.page(store, w, limit=PAGE))[-1] for w in wheres]
     fetched = []
     for statement, params in statements:
         with store.read() as conn:
             fetched.append(conn.execute(statement, params).fetchall())
-    bare = psycopg.connect(url, autocommit=True)
+    bare = psycopg.connect(url, autocommit=True, prepare_threshold=None)
     empty = FastAPI()
     empty.get("/")(lambda: {})
     client = TestClient(empty)
