@@ -107,6 +107,11 @@ def test_events_newest_first_with_every_filter(app, auth_manager) -> None:  # no
     assert admin.get(f"{V1}/events", params={"cursor": str(2**63)}).status_code == 400
     assert admin.get(f"{V1}/checkpoints", params={"cursor": str(2**63)}).status_code == 422
     assert admin.get(f"{V1}/events", params={"limit": 0}).status_code == 422
+    # A mapped task's instances, one by one.
+    for index in (0, 1):
+        _record(event_type=f"mapped.{index}", dag_id="claims", run_id="r4", task_id="fan", map_index=index)
+    assert types(dag_id="claims", run_id="r4", task_id="fan", map_index=1) == ["mapped.1"]
+    assert types(task_id="check", map_index=-1) == []  # the seeded events name no map index
 
 
 def test_pages_by_cursor_stay_stable_while_events_are_appended(app, auth_manager) -> None:  # noqa: F811

@@ -46,6 +46,7 @@ class EventFilter:
 
     Args:
         dag_id, run_id, task_id, event_type, actor: Equal to this value.
+        map_index: Of this map index (``-1``: of an unmapped task).
         business_key: Recorded with this business key; with ``story``, also the unkeyed events of the runs that
             recorded it.
         since: Recorded at or after this time (UTC when no zone is given). ``until``: recorded before it.
@@ -59,6 +60,7 @@ class EventFilter:
     task_id: str | None = None
     event_type: str | None = None
     actor: str | None = None
+    map_index: int | None = None
     business_key: str | None = None
     since: datetime | str | None = None
     until: datetime | str | None = None
@@ -91,6 +93,10 @@ class EventFilter:
             if value is not None:
                 clauses.append(f"{field_sql(dialect, name)} = :{name}")
                 params[name] = value
+        if self.map_index is not None:
+            # A JSON number: PostgreSQL's ->> gives its text, SQLite's json_extract the integer.
+            clauses.append(f"{field_sql(dialect, 'map_index')} = :map_index")
+            params["map_index"] = str(int(self.map_index)) if dialect == "postgresql" else int(self.map_index)
         if self.business_key is not None:
             params["business_key"] = self.business_key
             keyed = f"{field_sql(dialect, 'business_key')} = :business_key"

@@ -41,7 +41,7 @@ export const RunTab = ({ dagId, runId, taskId, mapIndex }: RunProps) => {
         <div>
           {section === "events" ? (
             <EventList
-              filters={scope}
+              filters={{ ...scope, map_index: index }}
               hide={["DAG", "Run"]}
               selected={open ? Number(open) : null}
               onOpen={(seq) => setOpen(String(seq))}
