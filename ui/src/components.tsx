@@ -1,5 +1,7 @@
 import { type ReactNode, useMemo, useState } from "react";
 
+import type { Loaded } from "./hooks";
+
 import { tone } from "./format";
 
 export type Column<T> = {
@@ -172,4 +174,30 @@ export const Facts = ({ items }: { items: [string, ReactNode][] }) => (
       </div>
     ))}
   </dl>
+);
+
+type PanelProps<T> = {
+  label: string;
+  title: ReactNode;
+  badge?: ReactNode;
+  onClose: () => void;
+  loaded: Loaded<T>;
+  children: (data: T) => ReactNode;
+};
+
+/** The panel beside a list that shows one item: its title, a close button, and the item once loaded. */
+export const DetailPanel = <T,>({ label, title, badge, onClose, loaded, children }: PanelProps<T>) => (
+  <section className="aic-panel" aria-label={label}>
+    <div className="aic-head">
+      <h3>{title}</h3>
+      {badge}
+      <span style={{ flex: 1 }} />
+      <button className="aic-btn" type="button" onClick={onClose}>
+        Close
+      </button>
+    </div>
+    <Loading loading={loaded.loading && !loaded.data} />
+    <Problem error={loaded.error} />
+    {loaded.data ? children(loaded.data) : null}
+  </section>
 );

@@ -1,7 +1,7 @@
 import { type FormEvent, useState } from "react";
 
 import type { Params } from "../api";
-import { Column, EventType, Facts, Field, JsonBlock, Loading, Mono, Pager, Problem, Table, Yes } from "../components";
+import { Column, DetailPanel, EventType, Facts, Field, JsonBlock, Mono, Pager, Problem, Table, Yes } from "../components";
 import { when } from "../format";
 import { useApi, usePages } from "../hooks";
 import type { AuditEvent, EventDetail as Detail, EventPage } from "../types";
@@ -90,20 +90,9 @@ export const EventList = ({ filters, selected, onOpen, openStory, hide = [] }: L
 /** One event with what it takes to check it by hand: body, hashes, link and checkpoint cover. */
 export const EventDetail = ({ seq, onClose }: { seq: number; onClose: () => void }) => {
   const event = useApi<Detail>(`events/${seq}`);
-  const e = event.data;
   return (
-    <section className="aic-panel" aria-label={`Event ${seq}`}>
-      <div className="aic-head">
-        <h3>Event {seq}</h3>
-        {e ? <EventType type={e.event_type} /> : null}
-        <span style={{ flex: 1 }} />
-        <button className="aic-btn" type="button" onClick={onClose}>
-          Close
-        </button>
-      </div>
-      <Loading loading={event.loading && !e} />
-      <Problem error={event.error} />
-      {e ? (
+    <DetailPanel label={`Event ${seq}`} title={`Event ${seq}`} badge={event.data ? <EventType type={event.data.event_type} /> : null} onClose={onClose} loaded={event}>
+      {(e) => (
         <>
           <Facts
             items={[
@@ -124,8 +113,8 @@ export const EventDetail = ({ seq, onClose }: { seq: number; onClose: () => void
           <h3>Canonical body (what the hash covers)</h3>
           <JsonBlock value={e.body} />
         </>
-      ) : null}
-    </section>
+      )}
+    </DetailPanel>
   );
 };
 

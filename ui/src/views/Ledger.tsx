@@ -1,7 +1,7 @@
 import { type FormEvent, useEffect, useState } from "react";
 
 import { postJson, segment, type Params } from "../api";
-import { Badge, Choice, Column, Facts, Field, Loading, Mono, Pager, Problem, Table } from "../components";
+import { Badge, Choice, Column, DetailPanel, Facts, Field, Mono, Pager, Problem, Table } from "../components";
 import { bytes, short, when } from "../format";
 import { useApi, usePages } from "../hooks";
 import type { HistoryItem, Json, LedgerKey, LedgerKeyDetail, LedgerPage, ReleaseResponse } from "../types";
@@ -98,22 +98,9 @@ type DetailProps = { namespace: string; name: string; onClose: () => void; onCha
 export const KeyDetail = ({ namespace, name, onClose, onChanged }: DetailProps) => {
   const entry = useApi<LedgerKeyDetail>(`ledger/namespaces/${segment(namespace)}/keys/${segment(name)}`);
   const [released, setReleased] = useState<ReleaseResponse>();
-  const k = entry.data;
   return (
-    <section className="aic-panel" aria-label={`Key ${name}`}>
-      <div className="aic-head">
-        <h3>
-          <Mono>{name}</Mono>
-        </h3>
-        {k ? <State state={k.state} /> : null}
-        <span style={{ flex: 1 }} />
-        <button className="aic-btn" type="button" onClick={onClose}>
-          Close
-        </button>
-      </div>
-      <Loading loading={entry.loading && !k} />
-      <Problem error={entry.error} />
-      {k ? (
+    <DetailPanel label={`Key ${name}`} title={<Mono>{name}</Mono>} badge={entry.data ? <State state={entry.data.state} /> : null} onClose={onClose} loaded={entry}>
+      {(k) => (
         <>
           <Facts
             items={[
@@ -150,8 +137,8 @@ export const KeyDetail = ({ namespace, name, onClose, onChanged }: DetailProps) 
             />
           ) : null}
         </>
-      ) : null}
-    </section>
+      )}
+    </DetailPanel>
   );
 };
 

@@ -1,7 +1,7 @@
 import { type FormEvent, useState } from "react";
 
 import type { Params } from "../api";
-import { Badge, Choice, Column, Facts, Field, JsonBlock, Loading, Mono, Pager, Problem, Table } from "../components";
+import { Badge, Choice, Column, DetailPanel, Facts, Field, JsonBlock, Mono, Pager, Problem, Table } from "../components";
 import { short, when } from "../format";
 import { useApi, usePages } from "../hooks";
 import type { Json, Validation, ValidationDetail as Detail, ValidationPage } from "../types";
@@ -58,20 +58,9 @@ const failureColumns: Column<Json>[] = [
 export const ValidationDetail = ({ id, onClose }: { id: string; onClose: () => void }) => {
   const result = useApi<Detail>(`validations/${encodeURIComponent(id)}`);
   const [full, setFull] = useState(false);
-  const v = result.data;
   return (
-    <section className="aic-panel" aria-label="Validation">
-      <div className="aic-head">
-        <h3>Validation {v ? v.suite : ""}</h3>
-        {v ? <Outcome v={v} /> : null}
-        <span style={{ flex: 1 }} />
-        <button className="aic-btn" type="button" onClick={onClose}>
-          Close
-        </button>
-      </div>
-      <Loading loading={result.loading && !v} />
-      <Problem error={result.error} />
-      {v ? (
+    <DetailPanel label="Validation" title={`Validation ${result.data?.suite ?? ""}`} badge={result.data ? <Outcome v={result.data} /> : null} onClose={onClose} loaded={result}>
+      {(v) => (
         <>
           <Facts
             items={[
@@ -97,8 +86,8 @@ export const ValidationDetail = ({ id, onClose }: { id: string; onClose: () => v
           </button>
           {full ? <JsonBlock value={v.full_result} /> : null}
         </>
-      ) : null}
-    </section>
+      )}
+    </DetailPanel>
   );
 };
 
