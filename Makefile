@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean browser ui ui-check
+.PHONY: run test lint bench clean system-packages ui ui-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,14 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	VENV=$(abspath $(VENV)) scripts/run-airflow.sh
 
-test: $(STAMP) browser
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
-# The console's browser test drives Debian's chromium; installed here when missing and run as root.
-browser:
-	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null) \
-		|| echo "chromium is not installed: the console's browser test will be skipped (apt-get install chromium)"; }
+# Debian programs some tests drive: chromium (the console in a browser), docker-compose (docker-compose.yaml is
+# valid); installed here when missing and run as root, else their tests are skipped.
+SYSTEM_PACKAGES := chromium docker-compose
+system-packages:
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do command -v $$p > /dev/null || echo $$p; done)"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing > /dev/null) \
+		|| echo "not installed: $$missing; the tests that drive them will be skipped (apt-get install $$missing)"; }
 
 # The console's bundle, shipped in the package, built from ui/ (needs Node 20+ and npm; users need neither).
 ui:

@@ -1,23 +1,21 @@
 """Headless Chromium (Debian's ``chromium`` package) driven by Playwright, for the console's end-to-end test.
 
-Playwright's own browser download is never used: the browser is the system's ``/usr/bin/chromium`` (or
+Playwright's own browser download is never used: the browser is the system's ``chromium`` (or
 ``INTEGRITY_CHROMIUM``), started with a fresh profile and without the background services that would reach out
-to the network. Where it is missing the test is skipped, unless ``INTEGRITY_REQUIRE_BROWSER=1`` (set by CI),
-which turns the absence into a failure.
+to the network. Where it is missing the test is skipped, or fails under CI (:mod:`tests.tools`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
+
+from tests.tools import system_program
 
 CHROMIUM_FLAGS = (
     "--no-sandbox",
@@ -31,14 +29,8 @@ CHROMIUM_FLAGS = (
 
 
 def chromium_path() -> str:
-    """The Chromium to drive; skips (or fails, when CI requires a browser) if there is none."""
-    found = os.environ.get("INTEGRITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(found).is_file():
-        message = f"Chromium not found at {found}: install Debian's chromium package (make test does, as root)."
-        if os.environ.get("INTEGRITY_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    """The Chromium to drive (skips, or fails under CI, if there is none)."""
+    return system_program("chromium", override="INTEGRITY_CHROMIUM")
 
 
 def _kill_browsers_of(profile: Path) -> None:

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import tomllib
 
 from tests.e2e.processes import (
     CLUSTER_MARKER_ENV,
@@ -45,13 +46,16 @@ DEFAULT_PASSWORD = "e2e-admin-password"
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGY = tomllib.loads((REPO / "deploy" / "topology.toml").read_text(encoding="utf-8"))
+# Log servers are skipped: the harness reads logs from local files.
+_HARNESS_FLAGS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
 COMPONENT_COMMANDS: dict[str, tuple[str, ...]] = {
-    "api-server": ("api-server",),
-    "scheduler": ("scheduler", "--skip-serve-logs"),
-    "dag-processor": ("dag-processor",),
-    "triggerer": ("triggerer", "--skip-serve-logs"),
+    name: (*component["command"], *_HARNESS_FLAGS.get(name, ()))
+    for name, component in TOPOLOGY["components"].items()
+    if name != "celery-worker"  # the harness runs the LocalExecutor
 }
-"""The long-running components, in start order. Log servers are skipped: logs are read from local files."""
+"""The long-running components, in start order, as deploy/topology.toml (and so docker-compose.yaml) runs them."""
 
 TERM_GRACE_SECONDS = 5.0
 
