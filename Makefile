@@ -26,7 +26,7 @@ SYSTEM_PACKAGES := chromium docker-compose
 system-packages:
 	@missing="$$(for p in $(SYSTEM_PACKAGES); do command -v $$p > /dev/null || echo $$p; done)"; \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing > /dev/null) \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing > /dev/null) \
 		|| echo "not installed: $$missing; the tests that drive them will be skipped (apt-get install $$missing)"; }
 
 # The console's bundle, shipped in the package, built from ui/ (needs Node 20+ and npm; users need neither).
