@@ -115,3 +115,23 @@ def test_bad_connection_exits_1_naming_connection_and_problem(tmp_path: Path) ->
     assert "connection 'integrity_default'" in result.stderr
     assert "127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_same_commands_run_without_airflows_cli(tmp_path: Path) -> None:
+    """``python -m airflow_integrity.cli`` (for Airflow 3.1, whose CLI loads no provider commands) migrates and
+    checks as ``airflow integrity`` does, and offers the same command tree."""
+    env = _env(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+    module = [sys.executable, "-m", "airflow_integrity.cli", "integrity"]
+    migrated = subprocess.run([*module, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"to {head_revision()}" in migrated.stdout
+    checked = subprocess.run([*module, "db", "check"], env=env, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0 and f"revision={head_revision()}" in checked.stdout, checked.stderr
+    for group in ("db", "audit", "ledger"):
+        ours = subprocess.run([*module, group, "--help"], env=env, capture_output=True, text=True, check=False)
+        airflows = subprocess.run(
+            [AIRFLOW, "integrity", group, "--help"], env=env, capture_output=True, text=True, check=False
+        )
+        assert ours.returncode == airflows.returncode == 0, (ours.stderr, airflows.stderr)
+        commands = [line.split()[0] for line in airflows.stdout.splitlines() if line.startswith("    ")]
+        assert commands and all(command in ours.stdout for command in commands), (commands, ours.stdout)
