@@ -184,11 +184,11 @@ def page_query(
 
 
 def window_is_narrow(
-    store: IntegrityStore, where: EventFilter, *, before: int | None = None, after: int | None = None
+    conn: Any, dialect: str, where: EventFilter, *, before: int | None = None, after: int | None = None
 ) -> bool:
     """Whether ``where``'s time window (on the cursor's side) holds at most :data:`NARROW_WINDOW` events,
-    counted through the ``recorded_at`` index without reading further than that."""
-    clauses, params = where.window_clauses(store.backend)
+    counted on ``conn`` through the ``recorded_at`` index without reading further than that."""
+    clauses, params = where.window_clauses(dialect)
     cursor, _ = _cursor_clause(before, after, params)
     if cursor is not None:
         clauses.append(cursor)
@@ -196,8 +196,7 @@ def window_is_narrow(
         f"SELECT COUNT(*) FROM (SELECT 1 FROM {EVENT} AS e WHERE {' AND '.join(clauses)} "
         f"LIMIT {NARROW_WINDOW + 1}) AS window_events"
     )
-    with store.read() as conn:
-        return int(conn.execute(text(sql), params).scalar_one()) <= NARROW_WINDOW
+    return int(conn.execute(text(sql), params).scalar_one()) <= NARROW_WINDOW
 
 
 def page(
@@ -214,11 +213,11 @@ def page(
     Raises:
         AuditEventError: ``since``/``until`` is not a date or time.
     """
-    narrow = where.has_window and window_is_narrow(store, where, before=before, after=after)
-    statement, params = page_query(
-        store.backend, where, before=before, after=after, limit=limit, narrow_window=narrow
-    )
     with store.read() as conn:
+        narrow = where.has_window and window_is_narrow(conn, store.backend, where, before=before, after=after)
+        statement, params = page_query(
+            store.backend, where, before=before, after=after, limit=limit, narrow_window=narrow
+        )
         return list(rows_of(conn.execute(statement, params)))
 
 

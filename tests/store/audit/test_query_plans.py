@@ -97,8 +97,9 @@ def test_a_narrow_old_window_is_read_through_its_time_index_not_by_walking_the_c
     """A window deep in the trail: the planner alone walks the primary key from the newest event."""
     monkeypatch.setattr(query, "NARROW_WINDOW", 5_000)  # this trail is 20,000 events
     window = query.EventFilter(since=_recorded_at(big_trail, 2_000), until=_recorded_at(big_trail, 2_500))
-    assert query.window_is_narrow(big_trail, window)
-    assert not query.window_is_narrow(big_trail, query.EventFilter(since="2000-01-01"))
+    with big_trail.read() as conn:
+        assert query.window_is_narrow(conn, "postgresql", window)
+        assert not query.window_is_narrow(conn, "postgresql", query.EventFilter(since="2000-01-01"))
     statement, params = query.page_query("postgresql", window, limit=50, narrow_window=True)
     with big_trail.read() as conn:
         sql = str(statement.bindparams(**params).compile(conn, compile_kwargs={"literal_binds": True}))
