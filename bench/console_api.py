@@ -15,14 +15,13 @@ Every filter is measured on 10 cases (10 DAGs, 10 runs, 10 keys, ... taken along
 turn; in each round the modes of each filter run one after the other, in rotating order:
 
 ``store``
-    the store call the API route makes, rows mapped to the product's objects: ``query.page`` (events, story),
-    ``validation_results.list_results`` (validations); a pooled connection with its liveness ping, a read-only
-    transaction.
+    the store call the API route makes, rows read into the product's objects: ``query.page`` (events, story: each
+    body decoded and checked to be an event's JSON), ``validation_results.list_results`` (validations); on the
+    connection ``IntegrityStore.reading`` lends (a reused driver connection in autocommit mode).
 ``bare``
     the same statement text and parameters, captured from the store call as it was sent to the driver, run on
-    one plain psycopg connection (autocommit) with ``fetchall()``; no mapping. Both sides let psycopg prepare a
-    statement it has run 5 times on a connection (its default), after which PostgreSQL may plan it once for any
-    values (a generic plan); the table says which statements ran on one.
+    one plain psycopg connection (autocommit) with ``fetchall()``; no mapping. Neither side prepares statements
+    (the store's reads are planned for their values); the plan column says when one ran on a generic plan.
 ``API``
     ``GET /api/v1/events`` (``/stories/{key}``, ``/validations``) through the plugin's FastAPI app with
     Starlette's TestClient: parameter checks, the head query of the events page, the quarantine look-ups of the
@@ -68,6 +67,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -446,20 +446,30 @@ def make_cases(store: Any, head: int) -> dict[str, list[Case]]:
     return cases
 
 
-def _captured(store: Any, call: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The statements and parameters ``call`` sends to the driver (its queries of store tables), in order."""
-    from sqlalchemy import event
+@contextmanager
+def _sent() -> Iterator[list[tuple[str, Any]]]:
+    """``(statement, parameters)`` of every statement psycopg sends while the block runs (through SQLAlchemy or a
+    plain connection), in order."""
+    import psycopg
 
     seen: list[tuple[str, Any]] = []
+    execute = psycopg.Cursor.execute
 
-    def listener(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        seen.append((statement, parameters))
+    def sending(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        seen.append((str(query), params))
+        return execute(cursor, query, params, **kwargs)
 
-    event.listen(store.engine, "before_cursor_execute", listener)
+    psycopg.Cursor.execute = sending  # type: ignore[method-assign]
     try:
-        call()
+        yield seen
     finally:
-        event.remove(store.engine, "before_cursor_execute", listener)
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+
+
+def _captured(store: Any, call: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The statements and parameters ``call`` sends to the driver (its queries of store tables), in order."""
+    with _sent() as seen:
+        call()
     found = [s for s in seen if "FROM integrity_" in s[0]]
     assert found, seen
     return found
@@ -530,8 +540,6 @@ def _generic_plans(cursor: Any) -> set[str]:
 
 def measure(store: Any, url: str, cases: dict[str, list[Case]], rounds: int) -> dict[str, Timings]:
     import psycopg
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
 
     client, reader = _api(url)
     # Like the store's reads, which PostgreSQL plans for their values (never prepared).
@@ -586,19 +594,10 @@ def measure(store: Any, url: str, cases: dict[str, list[Case]], rounds: int) -> 
     print(f"load average during the rounds: {min(loads):.1f}-{max(loads):.1f}")
 
     # What the rounds ran on: statements per API request, and which statements got a generic plan.
-    sent: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        sent.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        for name, kind in cases.items():
-            sent.clear()
+    for name, kind in cases.items():
+        with _sent() as sent:
             run_api(kind[0])
-            results[name].statements = len(sent)
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
+        results[name].statements = len(sent)
     with bare.cursor() as cursor:
         bare_generic = _generic_plans(cursor)
     with store.engine.connect() as conn:
@@ -629,10 +628,7 @@ def breakdown(store: Any, url: str, rounds: int) -> None:
     wheres = [EventFilter(dag_id=d) for d in DAGS[::5]]
     statements = [query.page_query(store.backend, w, limit=PAGE) for w in wheres]
     captured = [_captured(store, lambda w=w: query.page(store, w, limit=PAGE))[-1] for w in wheres]
-    fetched = []
-    for statement, params in statements:
-        with store.read() as conn:
-            fetched.append(conn.execute(statement, params).fetchall())
+    fetched = [store.reading(lambda reads, s=s: reads.all(*s)) for s in statements]
     bare = psycopg.connect(url, autocommit=True, prepare_threshold=None)
     empty = FastAPI()
     empty.get("/")(lambda: {})
@@ -644,16 +640,19 @@ def breakdown(store: Any, url: str, rounds: int) -> None:
             cursor.fetchall()
 
     def run_read(i: int) -> None:
-        with store.read() as conn:
-            conn.execute(statements[i][0], statements[i][1]).fetchall()
+        store.reading(lambda reads: reads.all(*statements[i]))
 
     def run_map(i: int) -> None:
+        list(query.rows_of(fetched[i]))
+
+    def run_records(i: int) -> None:
         [record_from_row(*row) for row in fetched[i]]
 
     steps: dict[str, Callable[[int], Any]] = {
         "bare statement (psycopg, autocommit)": run_bare,
-        "the statement through store.read(), rows not mapped": run_read,
-        "mapping 50 rows to AuditRecord alone": run_map,
+        "the statement through store.reading(), rows not read": run_read,
+        "reading 50 rows' bodies alone (query.rows_of)": run_map,
+        "and making each an AuditRecord (record_from_row)": run_records,
         "query.page (the store call)": lambda i: query.page(store, wheres[i], limit=PAGE),
         "TestClient GET of an empty FastAPI route": lambda i: client.get("/"),
     }

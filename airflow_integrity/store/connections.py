@@ -11,12 +11,14 @@ of the engine per ledger (:mod:`airflow_integrity.store.ledger.conn`).
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, create_engine
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
 
 READONLY = "integrity_readonly"
+T = TypeVar("T")
 
 _engines: dict[tuple[str, int, float], Engine] = {}
 _lock = threading.Lock()
@@ -184,6 +187,50 @@ def raw_connection(store: IntegrityStore) -> Iterator[Any]:
                 conn = None
         if conn is not None:
             conn.close()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a driver error says the connection itself is gone (server restarted, socket closed)."""
+    message = str(exc).lower()
+    return any(m in message for m in ("server closed the connection", "connection", "terminat", "eof"))
+
+
+def on_driver_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
+    """Run ``work`` on a reused driver connection (:func:`raw_connection`); again on a new one when the reused one
+    turns out to be dead, after forgetting the other idle ones (a restarted server closed them all). Driver
+    errors leave as they are."""
+    import psycopg
+
+    try:
+        with raw_connection(store) as conn:
+            return work(conn)
+    except psycopg.OperationalError as exc:
+        if not connection_lost(exc):
+            raise
+    _forget_idle(store)
+    with raw_connection(store) as conn:
+        return work(conn)
+
+
+def _forget_idle(store: IntegrityStore) -> None:
+    with _idle_lock:
+        connections = _idle.pop((store.location.key, os.getpid()), [])
+    for conn in connections:
+        conn.close()
+
+
+# ``:name`` placeholders (not ``::type`` casts), and ``IN :name`` of a list parameter.
+_PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
+_IN_LIST = re.compile(r"\bIN :(\w+)")
+
+
+@functools.lru_cache(maxsize=256)
+def driver_sql(sql: str) -> str:
+    """``sql`` written with SQLAlchemy's ``:name`` placeholders, for psycopg (``%(name)s``); a list parameter
+    compared with ``IN :name`` becomes ``= ANY(%(name)s)``."""
+    sql = sql.replace("%", "%%")
+    sql = _IN_LIST.sub(r"= ANY(:\1)", sql)
+    return _PLACEHOLDER.sub(r"%(\1)s", sql)
 
 
 def close_connections() -> None:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from airflow_integrity.store import migrate
-from airflow_integrity.store.connections import READONLY, get_engine, planned_for_values
+from airflow_integrity.store.connections import (
+    READONLY,
+    connection_lost,
+    driver_sql,
+    get_engine,
+    on_driver_connection,
+    planned_for_values,
+)
 from airflow_integrity.store.errors import SchemaNotCurrentError, StoreUnavailableError
 from airflow_integrity.store.location import StoreLocation
 
+T = TypeVar("T")
 _checked: set[str] = set()
 _checked_lock = threading.Lock()
 
@@ -46,6 +54,33 @@ class StoreStatus:
             "head": self.head,
             "current": self.current,
         }
+
+
+class Reads(Protocol):
+    """Read-only statements on the connection of :meth:`IntegrityStore.reading`."""
+
+    def all(self, statement: TextClause, params: Mapping[str, Any]) -> list[Any]:
+        """Every row of ``statement`` (SQLAlchemy text, ``:name`` parameters), readable by index and by name."""
+
+
+class _EngineReads:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def all(self, statement: TextClause, params: Mapping[str, Any]) -> list[Any]:
+        return list(self._connection.execute(statement, dict(params)).all())
+
+
+class _DriverReads:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def all(self, statement: TextClause, params: Mapping[str, Any]) -> list[Any]:
+        from psycopg.rows import namedtuple_row
+
+        with self._conn.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(driver_sql(statement.text), params, prepare=False)
+            return cursor.fetchall()
 
 
 class IntegrityStore:
@@ -102,6 +137,30 @@ class IntegrityStore:
                 yield connection
         except OperationalError as exc:
             if exc.connection_invalidated or _is_connect_error(exc):
+                raise self._unavailable(exc) from exc
+            raise
+
+    def reading(self, work: Callable[[Reads], T]) -> T:
+        """Run ``work``, whose read-only statements go through the :class:`Reads` it is given, on one connection.
+
+        On PostgreSQL that is a driver connection in autocommit mode: a statement is one round trip (no liveness
+        ping, no BEGIN and COMMIT), never prepared (planned for its values, see
+        :func:`~airflow_integrity.store.connections.planned_for_values`), and ``work`` runs again on a new
+        connection when a reused one turns out to be dead. Each statement sees the data committed when it
+        starts. On SQLite, a read transaction (:meth:`read`).
+
+        Raises:
+            StoreUnavailableError: The database cannot be reached.
+        """
+        if self.backend == "sqlite":
+            with self.read() as connection:
+                return work(_EngineReads(connection))
+        import psycopg
+
+        try:
+            return on_driver_connection(self, lambda conn: work(_DriverReads(conn)))
+        except psycopg.OperationalError as exc:
+            if connection_lost(exc):
                 raise self._unavailable(exc) from exc
             raise
 

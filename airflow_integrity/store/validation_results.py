@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -123,6 +124,18 @@ def _aware(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+_decode_summary = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _summary(text: str) -> dict[str, Any]:
+    # msgspec reads strict JSON fast; a summary holding NaN (Python's JSON extension) takes json's slower path.
+    try:
+        value = _decode_summary(text)
+    except msgspec.DecodeError:
+        value = json.loads(text)
+    return value
+
+
 def _result(row: Any, full_result: dict[str, Any]) -> StoredValidationResult:
     return StoredValidationResult(
         result_id=row.result_id,
@@ -133,7 +146,7 @@ def _result(row: Any, full_result: dict[str, Any]) -> StoredValidationResult:
         suite_fingerprint=row.suite_fingerprint,
         data_fingerprint=row.data_fingerprint,
         identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
-        summary=json.loads(row.summary),
+        summary=_summary(row.summary),
         full_result=full_result,
     )
 
@@ -241,6 +254,5 @@ def list_results(
     if clauses:
         sql += f" WHERE {' AND '.join(clauses)}"
     sql += f" ORDER BY created_at DESC, result_id DESC LIMIT {max(1, min(int(limit), 500))}"
-    with store.read() as conn:
-        rows = conn.execute(bind_scope(text(sql), params), params).all()
+    rows = store.reading(lambda reads: reads.all(bind_scope(text(sql), params), params))
     return [_result(row, {}) for row in rows]

@@ -13,13 +13,12 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.plugin.api import create_app
 from airflow_integrity.store.audit.event import AuditEvent
 from tests.plugin.api_support import auth_manager, login  # noqa: F401 (fixture)
+from tests.statements import sent_statements
 
 pytestmark = pytest.mark.integration
 V1 = "/api/v1"
@@ -301,6 +300,45 @@ def test_a_verification_names_the_first_bad_seq(app, auth_manager, store_conn_en
     assert detail["hash_matches"] is False and detail["actor"] == "mallory"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[1, 2]",
+        '{"event_type": "task_instance.success"}',
+        "TAMPERED_DETAILS",
+        "TAMPERED_MAP_INDEX",
+        "TAMPERED_TIME",
+    ],
+)
+def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app, auth_manager, body) -> None:  # noqa: F811
+    """A row rewritten behind the store's back (JSON, but not an event's) is listed with its raw text and
+    readable false, in the trail, the event's detail and the story; never a server error."""
+    from sqlalchemy import text
+
+    from tests.store.audit.test_tamper import tampering
+
+    _seed_trail()
+    store = IntegrityCheckHook().get_store()
+    with tampering(store) as conn:
+        original = conn.execute(text("SELECT body FROM integrity_audit_event WHERE seq = 2")).scalar_one()
+        changed = {
+            "TAMPERED_DETAILS": original.replace('"details":{}', '"details":"none"'),
+            "TAMPERED_MAP_INDEX": original.replace('"map_index":null', '"map_index":"0"'),
+            "TAMPERED_TIME": original.replace('"recorded_at":"', '"recorded_at":"yesterday '),
+        }.get(body, body)
+        assert changed != original
+        conn.execute(text("UPDATE integrity_audit_event SET body = :body WHERE seq = 2"), {"body": changed})
+    admin = _as(auth_manager, app, "admin")
+    listed = {e["seq"]: e for e in admin.get(f"{V1}/events").json()["events"]}
+    assert listed[2]["readable"] is False and listed[2]["details"] == {"unreadable_body": changed}
+    assert all(e["readable"] for seq, e in listed.items() if seq != 2)
+    detail = admin.get(f"{V1}/events/2")
+    assert detail.status_code == 200 and detail.json()["readable"] is False
+    story = admin.get(f"{V1}/stories/claim-42").json()["events"]
+    # The row is found by the fields still in its body: those that kept the business key are in the story.
+    assert [e["readable"] for e in story if e["seq"] == 2] == ([False] if "claim-42" in changed else [])
+
+
 def _validation(dag_id: str, run_id: str, status: str, *, quarantine: bool = False) -> str:
     from airflow_integrity.store import validation_results
 
@@ -365,14 +403,9 @@ def test_validations_per_run_and_in_full(app, auth_manager) -> None:  # noqa: F8
         and full["summary"]["suite"]["name"] == "claims_suite"
     )
     # The page and its quarantine flags are two statements, whatever the number of runs on the page.
-    statements: list[str] = []
-    record = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with sent_statements() as statements:
         assert len(admin.get(f"{V1}/validations").json()["validations"]) == 3
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
-    store_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "integrity_" in s]
+    store_reads = [s for s, _ in statements if s.lstrip().upper().startswith("SELECT") and "integrity_" in s]
     assert len(store_reads) == 2, store_reads
     reviewer = _as(auth_manager, app, "claims-reviewer")
     assert {v["dag_id"] for v in reviewer.get(f"{V1}/validations").json()["validations"]} == {"claims"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import msgspec
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
@@ -26,7 +27,7 @@ Moment = Annotated[
 
 def event_json(row: Any) -> dict[str, Any]:
     """The API form of a :class:`~airflow_integrity.store.audit.query.EventRow`."""
-    if row.record is None:
+    if row.content is None:
         empty = dict.fromkeys(Event.model_fields, None)
         return {
             **empty,
@@ -36,8 +37,8 @@ def event_json(row: Any) -> dict[str, Any]:
             "prev_hash": row.prev_hash,
             "hash": row.hash,
         }
-    record = row.record.as_dict()
-    return {**record, "readable": True}
+    fields = msgspec.structs.asdict(row.content)
+    return {**fields, "seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash, "readable": True}
 
 
 def _seq(cursor: str | None) -> int | None:

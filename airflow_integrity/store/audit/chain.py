@@ -69,7 +69,7 @@ from airflow_integrity.store.audit.schema import (
     record_from_row,
 )
 from airflow_integrity.store.audit.tail import PendingTail, existing_tail, pending_tail
-from airflow_integrity.store.connections import raw_connection
+from airflow_integrity.store.connections import connection_lost, on_driver_connection, raw_connection
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
@@ -371,28 +371,19 @@ def _call(store: IntegrityStore, query: str, params: tuple[Any, ...] | None) -> 
 
 
 def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
-    """Run ``work`` on a reused connection; again on a new one if the reused one turns out to be dead. Driver
-    errors leave as the store's own: unavailable, or refused."""
+    """Run ``work`` on a driver connection (:func:`on_driver_connection`). Driver errors leave as the store's own:
+    unavailable, or refused."""
     import psycopg
 
-    for attempt in (1, 2):
-        try:
-            with raw_connection(store) as conn:
-                return work(conn)
-        except psycopg.OperationalError as exc:
-            if not _connection_lost(exc):
-                raise _refused(store, exc) from exc
-            if attempt == 2:
-                raise store._unavailable(exc) from exc
-        except psycopg.errors.DataError as exc:
-            # The database found a value of the event it cannot store: the event's fault, not the store's.
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise AuditEventError(f"The integrity store refused the audit event's data: {reason}") from exc
-        except psycopg.Error as exc:
-            raise _refused(store, exc) from exc
-    raise AssertionError("unreachable")
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    message = str(exc).lower()
-    return any(m in message for m in ("server closed the connection", "connection", "terminat", "eof"))
+    try:
+        return on_driver_connection(store, work)
+    except psycopg.OperationalError as exc:
+        if connection_lost(exc):
+            raise store._unavailable(exc) from exc
+        raise _refused(store, exc) from exc
+    except psycopg.errors.DataError as exc:
+        # The database found a value of the event it cannot store: the event's fault, not the store's.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AuditEventError(f"The integrity store refused the audit event's data: {reason}") from exc
+    except psycopg.Error as exc:
+        raise _refused(store, exc) from exc

@@ -21,16 +21,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
 from airflow_integrity.store.audit.event import AuditRecord, to_timestamp
-from airflow_integrity.store.audit.schema import EVENT, RECORD_SELECT, field_sql, record_from_row
+from airflow_integrity.store.audit.schema import (
+    EVENT,
+    RECORD_SELECT,
+    EventContent,
+    content_of,
+    field_sql,
+    record_from_content,
+)
 from airflow_integrity.store.scope import bind_scope, scope_clause
 
 if TYPE_CHECKING:
-    from airflow_integrity.store.store import IntegrityStore
+    from airflow_integrity.store.store import IntegrityStore, Reads
 
 # Body fields an events list can be filtered on by equality.
 EQUALITY_FILTERS = ("dag_id", "run_id", "task_id", "event_type", "actor")
@@ -122,22 +130,27 @@ def _story_clause(dialect: str) -> str:
 
 @dataclass(frozen=True)
 class EventRow:
-    """One chained event: its record, or, for a body that is not an event's JSON, the raw text."""
+    """One chained event: the fields of its body, or, for a body that is not an event's JSON, the raw text."""
 
     seq: int
-    record: AuditRecord | None
+    content: EventContent | None
     raw: str | None = None
     prev_hash: str | None = None
     hash: str | None = None
+
+    @cached_property
+    def record(self) -> AuditRecord | None:
+        """The event as an :class:`AuditRecord` (built when first asked for); ``None`` for an unreadable body."""
+        if self.content is None:
+            return None
+        return record_from_content(self.seq, self.content, str(self.prev_hash), str(self.hash))
 
 
 def rows_of(result: Any) -> Iterator[EventRow]:
     """Stored rows ``(seq, body, prev_hash, hash)`` as :class:`EventRow`."""
     for seq, body, prev_hash, hash_ in result:
-        try:
-            yield EventRow(seq, record_from_row(seq, body, prev_hash, hash_), None, prev_hash, hash_)
-        except (ValueError, TypeError, KeyError):
-            yield EventRow(seq, None, str(body), prev_hash, hash_)
+        content = content_of(body)
+        yield EventRow(seq, content, None if content is not None else str(body), prev_hash, hash_)
 
 
 def _statement(
@@ -184,10 +197,10 @@ def page_query(
 
 
 def window_is_narrow(
-    conn: Any, dialect: str, where: EventFilter, *, before: int | None = None, after: int | None = None
+    reads: Reads, dialect: str, where: EventFilter, *, before: int | None = None, after: int | None = None
 ) -> bool:
     """Whether ``where``'s time window (on the cursor's side) holds at most :data:`NARROW_WINDOW` events,
-    counted on ``conn`` through the ``recorded_at`` index without reading further than that."""
+    counted through the ``recorded_at`` index without reading further than that."""
     clauses, params = where.window_clauses(dialect)
     cursor, _ = _cursor_clause(before, after, params)
     if cursor is not None:
@@ -196,7 +209,7 @@ def window_is_narrow(
         f"SELECT COUNT(*) FROM (SELECT 1 FROM {EVENT} AS e WHERE {' AND '.join(clauses)} "
         f"LIMIT {NARROW_WINDOW + 1}) AS window_events"
     )
-    return int(conn.execute(text(sql), params).scalar_one()) <= NARROW_WINDOW
+    return int(reads.all(text(sql), params)[0][0]) <= NARROW_WINDOW
 
 
 def page(
@@ -213,12 +226,15 @@ def page(
     Raises:
         AuditEventError: ``since``/``until`` is not a date or time.
     """
-    with store.read() as conn:
-        narrow = where.has_window and window_is_narrow(conn, store.backend, where, before=before, after=after)
+
+    def read(reads: Reads) -> list[Any]:
+        narrow = where.has_window and window_is_narrow(reads, store.backend, where, before=before, after=after)
         statement, params = page_query(
             store.backend, where, before=before, after=after, limit=limit, narrow_window=narrow
         )
-        return list(rows_of(conn.execute(statement, params)))
+        return reads.all(statement, params)
+
+    return list(rows_of(store.reading(read)))
 
 
 def stream(store: IntegrityStore, where: EventFilter, *, max_seq: int | None = None) -> Iterator[EventRow]:
@@ -256,18 +272,16 @@ def of_runs(store: IntegrityStore, runs: set[tuple[str, str]], event_type: str) 
         )
     matching = " UNION ALL ".join(branches)
     sql = f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq IN ({matching}) ORDER BY e.seq"
-    with store.read() as conn:
-        return list(rows_of(conn.execute(text(sql), params)))
+    return list(rows_of(store.reading(lambda reads: reads.all(text(sql), params))))
 
 
 def get(store: IntegrityStore, seq: int) -> EventRow | None:
     """The chained event ``seq``, or ``None``."""
-    with store.read() as conn:
-        result = conn.execute(text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq = :seq"), {"seq": seq})
-        return next(rows_of(result), None)
+    statement = text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq = :seq")
+    return next(rows_of(store.reading(lambda reads: reads.all(statement, {"seq": seq}))), None)
 
 
 def head(store: IntegrityStore) -> int:
     """The sequence number of the newest chained event (0 for an empty trail)."""
-    with store.read() as conn:
-        return int(conn.execute(text(f"SELECT COALESCE(MAX(seq), 0) FROM {EVENT}")).scalar_one())
+    statement = text(f"SELECT COALESCE(MAX(seq), 0) FROM {EVENT}")
+    return int(store.reading(lambda reads: reads.all(statement, {}))[0][0])

@@ -8,8 +8,9 @@ through ``json_extract(body, ...)``. Both are indexed (migration a1).
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from airflow_integrity.store.audit.event import AuditRecord, parse_timestamp
 
@@ -49,14 +50,64 @@ def field_sql(dialect: str, name: str, alias: str = "e") -> str:
     return f"json_extract({alias}.body, '$.{name}')"
 
 
+# The canonical time (see :func:`~airflow_integrity.store.audit.event.format_timestamp`), months and days in range.
+_CANONICAL_TIME = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+
+
+class EventContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The fields of a stored event body, each of the JSON type :func:`canonical_body` writes
+    (``recorded_at`` as its canonical text)."""
+
+    actor: str
+    bundle_version: str | None
+    business_key: str | None
+    dag_id: str | None
+    dag_version: str | None
+    details: dict[str, Any]
+    event_id: str
+    event_type: str
+    map_index: int | None
+    recorded_at: Annotated[str, msgspec.Meta(pattern=_CANONICAL_TIME)]
+    run_id: str | None
+    task_id: str | None
+    try_number: int | None
+
+
+_decode = msgspec.json.Decoder(EventContent).decode
+
+
+def content_of(body: Any) -> EventContent | None:
+    """The fields of a stored event body, or ``None`` when the body is not an event's JSON: not JSON, not an
+    object, other fields, a field of the wrong type, or no time (a damaged or tampered row)."""
+    try:
+        content = _decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
+        return None
+    if content.recorded_at[8:10] > "28":  # the pattern leaves a day past the month's last to check
+        try:
+            parse_timestamp(content.recorded_at)
+        except ValueError:
+            return None
+    return content
+
+
+def record_from_content(seq: int, content: EventContent, prev_hash: str, hash_: str) -> AuditRecord:
+    """Build an :class:`AuditRecord` from the fields :func:`content_of` read."""
+    return AuditRecord(
+        seq=seq,
+        prev_hash=prev_hash,
+        hash=hash_,
+        **{**msgspec.structs.asdict(content), "recorded_at": parse_timestamp(content.recorded_at)},
+    )
+
+
 def record_from_row(seq: int, body: str, prev_hash: str, hash_: str) -> AuditRecord:
     """Build an :class:`AuditRecord` from a stored row (``seq, body, prev_hash, hash``).
 
     Raises:
         ValueError: The body is not an event's canonical JSON (a damaged or tampered row).
     """
-    fields: dict[str, Any] = json.loads(body)
-    if not isinstance(fields, dict):
-        raise ValueError(f"the body of event {seq} is not a JSON object")
-    fields["recorded_at"] = parse_timestamp(fields["recorded_at"])
-    return AuditRecord(seq=seq, prev_hash=prev_hash, hash=hash_, **fields)
+    content = content_of(body)
+    if content is None:
+        raise ValueError(f"the body of event {seq} is not an event's JSON")
+    return record_from_content(seq, content, prev_hash, hash_)

@@ -8,14 +8,16 @@ statistics (ANALYZE), so that the planner chooses as it would on a store in use.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from airflow_integrity.store import IntegrityStore, StoreLocation
+from airflow_integrity.store import IntegrityStore, StoreLocation, connections
 from airflow_integrity.store.audit import query
 from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEvent
+from tests.statements import sent_statements
 
 pytestmark = pytest.mark.integration
 EVENTS = 20_000
@@ -97,9 +99,9 @@ def test_a_narrow_old_window_is_read_through_its_time_index_not_by_walking_the_c
     """A window deep in the trail: the planner alone walks the primary key from the newest event."""
     monkeypatch.setattr(query, "NARROW_WINDOW", 5_000)  # this trail is 20,000 events
     window = query.EventFilter(since=_recorded_at(big_trail, 2_000), until=_recorded_at(big_trail, 2_500))
-    with big_trail.read() as conn:
-        assert query.window_is_narrow(conn, "postgresql", window)
-        assert not query.window_is_narrow(conn, "postgresql", query.EventFilter(since="2000-01-01"))
+    assert big_trail.reading(lambda reads: query.window_is_narrow(reads, "postgresql", window))
+    everything = query.EventFilter(since="2000-01-01")
+    assert not big_trail.reading(lambda reads: query.window_is_narrow(reads, "postgresql", everything))
     statement, params = query.page_query("postgresql", window, limit=50, narrow_window=True)
     with big_trail.read() as conn:
         sql = str(statement.bindparams(**params).compile(conn, compile_kwargs={"literal_binds": True}))
@@ -118,6 +120,15 @@ def test_reads_are_planned_for_their_values_and_writes_keep_prepared_statements(
     which walked the whole chain for a rare event type. Reads are never prepared."""
     statement, params = query.page_query("postgresql", FILTERS["event type"], limit=5)
     prepared = "SELECT count(*) FROM pg_prepared_statements"
+
+    def newly_prepared(reads: Any) -> int:
+        # The connection may hold the audit writer's prepared statements: count the ones the pages add.
+        before = int(reads.all(text(prepared), {})[0][0])
+        for _ in range(8):
+            reads.all(statement, params)
+        return int(reads.all(text(prepared), {})[0][0]) - before
+
+    assert big_trail.reading(newly_prepared) == 0
     with big_trail.read() as conn:
         for _ in range(8):
             conn.execute(statement, params).all()
@@ -126,3 +137,24 @@ def test_reads_are_planned_for_their_values_and_writes_keep_prepared_statements(
         for _ in range(8):
             conn.execute(statement, params).all()
         assert conn.exec_driver_sql(prepared).scalar_one() >= 1
+
+
+def test_a_page_is_one_statement_and_survives_the_loss_of_its_reused_connection(big_trail: IntegrityStore) -> None:
+    """A page goes to PostgreSQL as its one statement (no liveness ping, BEGIN or COMMIT around it); when the
+    server has closed the idle connections a page reuses, the page is read on a new one."""
+    query.page(big_trail, FILTERS["dag"], limit=5)  # leaves a connection idle for reuse
+    with sent_statements() as sent:
+        first = query.page(big_trail, FILTERS["dag"], limit=5)
+    assert [statement for statement, _ in sent] == [
+        connections.driver_sql(query.page_query("postgresql", FILTERS["dag"], limit=5)[0].text)
+    ]
+    with big_trail.begin() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert ended >= 1
+    assert [r.seq for r in query.page(big_trail, FILTERS["dag"], limit=5)] == [r.seq for r in first]
+    assert [r.record.dag_id for r in first if r.record is not None] == ["dag_7"] * 5
