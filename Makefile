@@ -20,9 +20,10 @@ run: $(STAMP)
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
-# Debian programs some tests drive: chromium (the console in a browser), docker-compose (docker-compose.yaml is
-# valid); installed here when missing and run as root, else their tests are skipped.
-SYSTEM_PACKAGES := chromium docker-compose
+# Debian programs some tests drive: chromium (the console in a browser), redis-server (the Celery broker of the
+# scale-out tests), docker-compose (docker-compose.yaml is valid); installed here when missing and run as root,
+# else their tests are skipped.
+SYSTEM_PACKAGES := chromium docker-compose redis-server
 system-packages:
 	@missing="$$(for p in $(SYSTEM_PACKAGES); do command -v $$p > /dev/null || echo $$p; done)"; \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] \

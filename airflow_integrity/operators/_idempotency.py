@@ -17,7 +17,8 @@ IDEMPOTENCY_TEMPLATE_FIELDS = ("key", "namespace", "business_key", "fingerprint_
 
 
 def holder_of(context: Context) -> dict[str, Any]:
-    """The task instance's identity, recorded as the holder (and origin) of a key it claims."""
+    """The task instance's identity, recorded as the holder (and origin) of a key it claims; its host is the one
+    Airflow records for the try (``[core] hostname_callable``): the ledger and the grid name the same machine."""
     ti = context["ti"]
     holder: dict[str, Any] = {
         "dag_id": ti.dag_id,
@@ -29,6 +30,9 @@ def holder_of(context: Context) -> dict[str, Any]:
     ti_id = getattr(ti, "id", None)
     if ti_id is not None:
         holder["ti_id"] = str(ti_id)
+    host = getattr(ti, "hostname", None)
+    if host:
+        holder["host"] = str(host)
     return holder
 
 

@@ -1,5 +1,6 @@
-"""A real Airflow 3 cluster for the e2e tests: API server, scheduler, DAG processor and triggerer in a
-temporary ``AIRFLOW_HOME``, configured only through ``AIRFLOW__SECTION__KEY`` variables, always torn down.
+"""A real Airflow 3 cluster for the e2e tests: API server, scheduler, DAG processor and triggerer in a temporary
+``AIRFLOW_HOME`` (the LocalExecutor), or with Celery workers of their own homes and host names, configured only
+through ``AIRFLOW__SECTION__KEY`` variables, always torn down.
 
 The cluster never imports Airflow itself: every Airflow process is a child started with ``python -m airflow``,
 so the caller's own Airflow home and configuration are never touched.
@@ -53,9 +54,24 @@ _HARNESS_FLAGS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-ser
 COMPONENT_COMMANDS: dict[str, tuple[str, ...]] = {
     name: (*component["command"], *_HARNESS_FLAGS.get(name, ()))
     for name, component in TOPOLOGY["components"].items()
-    if name != "celery-worker"  # the harness runs the LocalExecutor
+    if name != "celery-worker"  # started per worker name (start_worker), with WORKER_COMMAND
 }
 """The long-running components, in start order, as deploy/topology.toml (and so docker-compose.yaml) runs them."""
+
+WORKER_COMMAND: tuple[str, ...] = tuple(TOPOLOGY["components"]["celery-worker"]["command"])
+# Two task slots a worker; no log server (the harness reads log files); no start-up chatter between workers.
+_WORKER_FLAGS = ("--concurrency", "2", "--skip-serve-logs", "--without-mingle", "--without-gossip")
+# Each Celery worker records its own name as the hostname of the tries it runs (Airflow's [core]
+# hostname_callable, called by the task's supervisor in every heartbeat): a module the harness writes.
+_HOSTNAME_MODULE = "e2e_worker_hostname"
+_HOSTNAME_ENV = "E2E_WORKER_HOSTNAME"
+_HOSTNAME_SOURCE = f"""import os
+import socket
+
+
+def hostname():
+    return os.environ.get("{_HOSTNAME_ENV}") or socket.gethostname()
+"""
 
 TERM_GRACE_SECONDS = 5.0
 
@@ -113,6 +129,10 @@ class AirflowCluster(ClusterRest):
     :param startup_timeout: seconds allowed for ``db migrate`` and, separately, for the components
         to become healthy.
     :param term_grace: seconds between SIGTERM and SIGKILL at teardown.
+    :param celery_workers: names of Celery workers to start (the CeleryExecutor, with ``broker_url``); each
+        runs in an ``AIRFLOW_HOME`` and log folder of its own under ``home/workers/<name>`` and records its
+        name as the hostname of the tries it runs, as workers on separate machines would.
+    :param broker_url: the Celery broker (``redis://...``); results go to the metadata database.
     :param pycache_dir: where the children write bytecode when the environment sets
         ``PYTHONDONTWRITEBYTECODE`` and Airflow is installed without compiled bytecode: that
         variable is then replaced by ``PYTHONPYCACHEPREFIX``, because compiling Airflow's modules
@@ -131,8 +151,14 @@ class AirflowCluster(ClusterRest):
         startup_timeout: float = 180.0,
         term_grace: float = TERM_GRACE_SECONDS,
         pycache_dir: Path | None = None,
+        celery_workers: tuple[str, ...] = (),
+        broker_url: str | None = None,
     ) -> None:
         self.home = Path(home).resolve()
+        if bool(celery_workers) != bool(broker_url):
+            raise ValueError("celery_workers and broker_url go together (the CeleryExecutor needs both)")
+        self.celery_workers = celery_workers
+        self.broker_url = broker_url
         self.dags_folder = Path(dags_folder).resolve()
         self.metadata_db_uri = to_sqlalchemy_uri(metadata_db_uri)
         # INTEGRITY_E2E_AIRFLOW_PYTHON runs the cluster on another installation (another Airflow version).
@@ -186,11 +212,10 @@ class AirflowCluster(ClusterRest):
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_db_uri,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": self.metadata_db_uri,
             # Execution.
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            **self._executor_config(),
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": execution_api,
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             # API server on a free loopback port.
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -219,6 +244,37 @@ class AirflowCluster(ClusterRest):
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         }
 
+    def _executor_config(self) -> dict[str, str]:
+        """The LocalExecutor, or the CeleryExecutor on ``broker_url`` with each worker naming its own host."""
+        if not self.celery_workers:
+            return {
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
+            }
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": str(self.broker_url),
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.metadata_db_uri}",
+            "AIRFLOW__CELERY__OPERATION_TIMEOUT": "5",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{_HOSTNAME_MODULE}.hostname",
+        }
+
+    def worker_home(self, name: str) -> Path:
+        """The ``AIRFLOW_HOME`` of Celery worker ``name`` (its logs, spool and bundles are under it)."""
+        return self.home / "workers" / name
+
+    def _worker_env(self, name: str) -> dict[str, str]:
+        home = self.worker_home(name)
+        return {
+            **self.env,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            _HOSTNAME_ENV: name,
+        }
+
     def _build_env(self) -> dict[str, str]:
         """The child environment: the caller's, minus any Airflow settings, plus the cluster's."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
@@ -226,6 +282,8 @@ class AirflowCluster(ClusterRest):
         env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", os.defpath)])
         env["NO_PROXY"] = env["no_proxy"] = _merge_no_proxy(env.get("NO_PROXY") or env.get("no_proxy"))
         env["PYTHONUNBUFFERED"] = "1"
+        if self.celery_workers:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self._pylib), env.get("PYTHONPATH")) if p)
         if "PYTHONDONTWRITEBYTECODE" in env and not _airflow_has_bytecode(self.python):
             del env["PYTHONDONTWRITEBYTECODE"]
             env.setdefault("PYTHONPYCACHEPREFIX", str(self.pycache_dir))
@@ -241,6 +299,15 @@ class AirflowCluster(ClusterRest):
         self.home.mkdir(parents=True, exist_ok=True)
         self.component_log_dir.mkdir(parents=True, exist_ok=True)
         self.passwords_file.write_text(json.dumps({self.username: self.password}) + "\n")
+        if self.celery_workers:
+            self._pylib.mkdir(exist_ok=True)
+            (self._pylib / f"{_HOSTNAME_MODULE}.py").write_text(_HOSTNAME_SOURCE)
+            for name in self.celery_workers:
+                self.worker_home(name).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def _pylib(self) -> Path:
+        return self.home / "pylib"
 
     # ------------------------------------------------------------------------------- lifecycle --
 
@@ -297,6 +364,63 @@ class AirflowCluster(ClusterRest):
             self._processes.append(process)
             self._session_ids.add(process.pid)
         self._wait_until_healthy(self.startup_timeout)
+        for name in self.celery_workers:
+            self.start_worker(name)
+
+    def start_worker(self, name: str, timeout: float | None = None) -> None:
+        """Start Celery worker ``name`` (again, after :meth:`kill_worker`) and wait until it is ready."""
+        log_path = self.component_log_dir / f"worker-{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        process = ManagedProcess.start(
+            f"worker-{name}",
+            [self.python, "-m", "airflow", *WORKER_COMMAND, "--celery-hostname", name, *_WORKER_FLAGS],
+            env=self._worker_env(name),
+            cwd=self.worker_home(name),
+            log_path=log_path,
+        )
+        self._processes.append(process)
+        self._session_ids.add(process.pid)
+
+        def ready() -> bool | None:
+            self._raise_if_component_died()
+            with log_path.open("rb") as handle:
+                handle.seek(offset)
+                return True if f"celery@{name} ready.".encode() in handle.read() else None
+
+        limit = timeout or self.startup_timeout
+        poll_until(
+            ready,
+            timeout=limit,
+            describe=lambda: f"worker {name} not ready in {limit}s\n{tail_file(log_path, 40)}",
+        )
+
+    def kill_worker(self, name: str) -> list[int]:
+        """SIGKILL every process of Celery worker ``name``: the worker, its pool and the task processes it runs
+        (they are in its session, in process groups of their own); return their PIDs."""
+        process = self._worker(name)
+        pids = processes_in_sessions({process.pid})
+        for pid in pids:
+            signal_process(pid, signal.SIGKILL)
+        poll_until(
+            lambda: None if processes_in_sessions({process.pid}) else True,
+            timeout=KILL_WAIT_SECONDS,
+            interval=0.1,
+            describe=lambda: f"processes of worker {name} survived SIGKILL",
+        )
+        process.popen.wait(timeout=KILL_WAIT_SECONDS)
+        self._processes.remove(process)
+        process.close()
+        return pids
+
+    def worker_processes(self, name: str) -> list[int]:
+        """PIDs of the live processes of Celery worker ``name`` (the worker, its pool, task processes)."""
+        return processes_in_sessions({self._worker(name).pid})
+
+    def _worker(self, name: str) -> ManagedProcess:
+        running = [p for p in self._processes if p.name == f"worker-{name}" and p.is_running()]
+        if not running:
+            raise LookupError(f"worker {name} is not running")
+        return running[-1]
 
     @property
     def component_pids(self) -> dict[str, int]:
@@ -416,9 +540,11 @@ class AirflowCluster(ClusterRest):
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, attempt: int = 1) -> str:
         """The raw log file of one task attempt under ``[logging] base_log_folder`` (empty if absent)."""
-        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-        path = folder / f"attempt={attempt}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        relative = Path(f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}", f"attempt={attempt}.log")
+        for logs in [self.home / "logs", *(self.worker_home(w) / "logs" for w in self.celery_workers)]:
+            if (logs / relative).exists():
+                return (logs / relative).read_text(errors="replace")
+        return ""
 
     def component_log(self, name: str) -> str:
         """The whole log of one component (``scheduler``, ``api-server``, ...) so far (empty if absent)."""
@@ -459,7 +585,7 @@ class AirflowCluster(ClusterRest):
         """
         skip = None if access_log else "[http.access]"
         sections = []
-        for name in COMPONENT_COMMANDS:
+        for name in [*COMPONENT_COMMANDS, *(f"worker-{w}" for w in self.celery_workers)]:
             path = self.component_log_dir / f"{name}.log"
             sections.append(f"----- {name} ({path}) -----\n{tail_file(path, lines, skip=skip)}")
         return "\n".join(sections)

@@ -1,0 +1,45 @@
+"""A batch of claim payments that a scale-out test spreads over several Celery workers.
+
+``pay_<n>`` posts claim ``<batch>-<n>`` to the ``payments_api`` connection under the key ``claim-<batch>-<n>``;
+the six tasks run in parallel, more than two workers' four task slots. Each task retries twice: a try whose
+message the broker lost, or that failed while the broker was down, runs again under the same key.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from airflow_integrity.operators.http import IdempotentHttpOperator
+
+PAYMENTS = 6
+
+
+@dag(
+    dag_id="fanout_payments",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    params={"batch": Param("b1", type="string", description="The batch the claims belong to.")},
+    tags=["test"],
+)
+def fanout_payments() -> None:
+    for n in range(1, PAYMENTS + 1):
+        IdempotentHttpOperator(
+            task_id=f"pay_{n}",
+            http_conn_id="payments_api",
+            endpoint="/payments",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            data=f'{{{{ {{"claim_id": params.batch ~ "-{n}", "amount": "10.00"}} | tojson }}}}',
+            key=f"claim-{{{{ params.batch }}}}-{n}",
+            namespace="payments",
+            lease_seconds=10,
+            retries=2,
+            retry_delay=timedelta(seconds=2),
+        )
+
+
+fanout_payments()

@@ -1,0 +1,243 @@
+"""The guarantees across machines: Airflow's CeleryExecutor with two workers, Redis and PostgreSQL, natively.
+
+One cluster serves the module: the API server, scheduler, DAG processor and triggerer (the metadata database on
+the session's PostgreSQL), Debian's ``redis-server`` as the broker, two Celery workers with ``AIRFLOW_HOME``\\s,
+log folders and host names of their own (each records its name as the host of the tries it runs), and the
+integrity store on a PostgreSQL server of its own. Runs are triggered over REST; each fault is checked
+afterwards by the guarantees (the payments the service made, the ledger's fencing tokens, the trail and its
+verification), not by logs:
+
+- a worker SIGKILLed, with its pool and task processes, while a keyed payment is in flight;
+- the same business key triggered four times at once, its tries spread over both workers;
+- the broker SIGKILLed and restarted, losing the messages it held, while a batch of payments runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_integrity.store import IntegrityStore, StoreLocation
+from airflow_integrity.store.audit.chain import AuditLog
+from airflow_integrity.store.audit.export import iter_records
+from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.ledger.entries import State
+from airflow_integrity.store.ledger.ledger import IdempotencyLedger
+from tests.e2e.conftest import E2EPostgres
+from tests.e2e.harness import AirflowCluster, poll_until
+from tests.e2e.redis_server import RedisServer
+from tests.http_payments import PaymentsService, payments_service
+from tests.operators.support import idempotency_events
+from tests.pg import EmbeddedCluster, embedded_cluster
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = ("worker-a", "worker-b")
+DAGS = Path(__file__).parent / "dags"
+
+
+@dataclass
+class Scaled:
+    """The running topology and what the scenarios measured (printed at the end of the module)."""
+
+    cluster: AirflowCluster
+    redis: RedisServer
+    service: PaymentsService
+    store_uri: str
+    store_server: EmbeddedCluster
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def store(self) -> IntegrityStore:
+        return IntegrityStore(StoreLocation.from_url(self.store_uri))
+
+    def tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        return list(self.cluster.api("GET", path)["task_instances"])
+
+    def worker_of(self, pid: int) -> str:
+        """The worker whose session holds process ``pid``."""
+        owners = [name for name in WORKERS if pid in self.cluster.worker_processes(name)]
+        assert len(owners) == 1, (pid, owners)
+        return owners[0]
+
+
+@pytest.fixture(scope="module")
+def scaled(e2e_pg: E2EPostgres, e2e_pycache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
+    root = tmp_path_factory.mktemp("celery")
+    dags = root / "dags"
+    dags.mkdir()
+    for name in ("exactly_once_payment.py", "fanout_payments.py"):
+        shutil.copy(DAGS / name, dags)
+    with (
+        embedded_cluster(root / "store-pg") as store_server,
+        RedisServer(root / "redis") as redis,
+        payments_service() as service,
+    ):
+        store_server.create_database("store")
+        store_uri = store_server.uri("store")
+        env = {
+            "AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri,
+            "AIRFLOW_CONN_PAYMENTS_API": service.url,
+            "AIRFLOW__CORE__PARALLELISM": "16",
+            # A try whose worker died is failed once its heartbeat is 15 s old (workers beat every 2 s).
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
+            # A message the broker lost is sent again after 40 s queued (also the life of a try's token).
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "40",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
+        }
+        cluster = AirflowCluster(
+            home=root / "home",
+            dags_folder=dags,
+            metadata_db_uri=e2e_pg.create_database("airflow"),
+            env=env,
+            pycache_dir=e2e_pycache,
+            celery_workers=WORKERS,
+            broker_url=redis.url,
+        )
+        with cluster:
+            cluster.wait_for_dag("exactly_once_payment", timeout=120)
+            cluster.wait_for_dag("fanout_payments", timeout=120)
+            topology = Scaled(cluster, redis, service, store_uri, store_server)
+            yield topology
+        assert cluster.surviving_processes() == []
+    for name, outcome in topology.outcomes.items():
+        print(f"{name}: {outcome}")
+
+
+def test_a_worker_killed_while_its_payment_is_in_flight_pays_once(scaled: Scaled) -> None:
+    """The worker running the payment dies with its pool and task processes (SIGKILL) while the service holds
+    the request; Airflow fails the try for its lost heartbeat and retries it on the other worker, which takes
+    the key over (fencing token 2) and gets the payment already made."""
+    cluster, service, key = scaled.cluster, scaled.service, "claim-8101"
+    service.hold(key)
+    run_id = cluster.trigger("exactly_once_payment", conf={"claim_id": "8101", "amount": "99.10"})
+    held = service.wait_for_held(key, timeout=120)
+    victim = scaled.worker_of(held["task_pid"])
+    killed_at = time.monotonic()
+    killed = cluster.kill_worker(victim)
+    state = cluster.wait_for_run("exactly_once_payment", run_id, timeout=180)
+    recovered_s = time.monotonic() - killed_at
+    cluster.start_worker(victim)
+    tries = scaled.tries("exactly_once_payment", run_id, "pay_claim")
+    stats = service.stats()
+
+    assert state == "success", cluster.logs_tail()
+    assert held["task_pid"] in killed
+    survivor = next(name for name in WORKERS if name != victim)
+    assert [(t["try_number"], t["hostname"]) for t in tries] == [(1, victim), (2, survivor)], tries
+    assert tries[0]["state"] in ("failed", "up_for_retry") and tries[1]["state"] == "success", tries
+    # One payment: the retry sent the same key from the other machine and got the payment made for the first.
+    assert stats["created_by_key"][key] == 1
+    requests = [r for r in stats["requests"] if r["key"] == key]
+    assert [(r["held"], r["status"]) for r in requests] == [(True, None), (False, 200)], requests
+    with IdempotencyLedger(scaled.store, namespace="payments") as ledger:
+        entry = ledger.get(key)
+        assert entry is not None and entry.state is State.COMPLETED and entry.fencing_token == 2
+        assert (entry.holder["try_number"], entry.holder["host"]) == (2, survivor), entry.holder
+    # Claimed by try 1; try 2 took the key over once the dead try's lease had expired (waiting for it while it
+    # was live) and completed it.
+    events = [(e["event"], e["try_number"]) for e in idempotency_events(scaled.store_uri, key)]
+    assert [e for e in events if e[0] != "conflict"] == [("claimed", 1), ("takeover", 2), ("completed", 2)], events
+    assert {e for e in events if e[0] == "conflict"} <= {("conflict", 2)}, events
+    assert verify(scaled.store).ok
+    scaled.outcomes["worker killed mid-payment"] = {
+        "killed": victim,
+        "processes killed": len(killed),
+        "retried on": survivor,
+        "run done after kill (s)": round(recovered_s, 1),
+        "payments": stats["created_by_key"][key],
+        "fencing token": 2,
+    }
+
+
+def test_one_business_key_triggered_four_times_at_once_across_both_workers_pays_once(scaled: Scaled) -> None:
+    """Four runs for one claim, triggered together: their tries run on both workers at once; one pays, the
+    others wait for its lease and replay its result."""
+    cluster, service, key = scaled.cluster, scaled.service, "claim-8202"
+    conf = {"claim_id": "8202", "amount": "20.00"}
+    started = time.monotonic()
+    run_ids = [cluster.trigger("exactly_once_payment", conf=conf) for _ in range(4)]
+    states = [cluster.wait_for_run("exactly_once_payment", run_id, timeout=180) for run_id in run_ids]
+    elapsed = time.monotonic() - started
+    tries = [t for run_id in run_ids for t in scaled.tries("exactly_once_payment", run_id, "pay_claim")]
+    returned = [cluster.returned("exactly_once_payment", run_id, "pay_claim") for run_id in run_ids]
+    stats = service.stats()
+
+    assert states == ["success"] * 4, cluster.logs_tail()
+    assert {t["hostname"] for t in tries} == set(WORKERS), tries
+    assert stats["created_by_key"][key] == 1
+    assert all(r == returned[0] for r in returned) and returned[0]["status_code"] == 201, returned
+    outcomes = Counter(e["event"] for e in idempotency_events(scaled.store_uri, key))
+    assert outcomes["claimed"] == 1 and outcomes["completed"] == 1, outcomes
+    assert outcomes["replayed"] == 3, outcomes
+    assert verify(scaled.store).ok
+    scaled.outcomes["one key, four runs at once"] = {
+        "tries by worker": dict(Counter(t["hostname"] for t in tries)),
+        "payments": stats["created_by_key"][key],
+        "replays": outcomes["replayed"],
+        "seconds": round(elapsed, 1),
+    }
+
+
+def test_the_broker_restarted_mid_batch_loses_no_payment_and_pays_none_twice(scaled: Scaled) -> None:
+    """Redis is SIGKILLed (without persistence: the messages it held are gone) while a batch of six payments
+    runs, and started again 3 s later. The workers reconnect; the scheduler sends again what was lost; every
+    claim is paid once and the trail has every try."""
+    cluster, service, redis = scaled.cluster, scaled.service, scaled.redis
+    batch = "r1"
+    keys = [f"claim-{batch}-{n}" for n in range(1, 7)]
+    before = service.stats()["created_by_key"]
+    assert not any(key in before for key in keys)
+    run_id = cluster.trigger("fanout_payments", conf={"batch": batch})
+    poll_until(
+        lambda: True if any(k in service.stats()["created_by_key"] for k in keys) else None,
+        timeout=120,
+        interval=0.1,
+        describe=lambda: f"no payment of batch {batch} started: {cluster.logs_tail()}",
+    )
+    redis.kill()
+    down_at = time.monotonic()
+    paid_while_up = sum(1 for k in keys if k in service.stats()["created_by_key"])
+    time.sleep(3)
+    redis.start()
+    state = cluster.wait_for_run("fanout_payments", run_id, timeout=240)
+    recovered_s = time.monotonic() - down_at
+    stats = service.stats()
+    instances = cluster.task_instances("fanout_payments", run_id)
+
+    assert state == "success", cluster.logs_tail()
+    assert {k: stats["created_by_key"].get(k) for k in keys} == dict.fromkeys(keys, 1)
+    assert {ti["hostname"] for ti in instances} <= set(WORKERS)
+    # Every try Airflow ran is in the trail: one task_instance.running per try, and nothing more.
+    store = scaled.store
+    AuditLog(store).chain_pending()
+    running = Counter(
+        (r.task_id, r.try_number)
+        for _, r in iter_records(store, run_id=run_id)
+        if not isinstance(r, str) and r.event_type == "task_instance.running"
+    )
+    # A try ran when a worker took it (Airflow records its host then); one sent while the broker was down did not.
+    tried = {
+        (ti["task_id"], t["try_number"])
+        for ti in instances
+        for t in scaled.tries("fanout_payments", run_id, ti["task_id"])
+        if t["hostname"]
+    }
+    assert set(running) == tried and set(running.values()) == {1}, (running, tried)
+    assert verify(store).ok
+    scaled.outcomes["broker restarted mid-batch"] = {
+        "paid before the kill": paid_while_up,
+        "payments": sum(stats["created_by_key"][k] for k in keys),
+        "tries": dict(Counter(t for _, t in tried)),
+        "run done after kill (s)": round(recovered_s, 1),
+    }
