@@ -90,6 +90,21 @@ class EmbeddedCluster(PostgresServer):
             )
         self._server.ensure_postgres_running()
 
+    def stop_server(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``: sessions are cut, the next
+        start recovers from the WAL); its data stays."""
+        subprocess.run(
+            [str(pg_program("pg_ctl")), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            user=self._server.system_user,
+        )
+
+    def start_server(self) -> None:
+        """Start the stopped server again, on the same socket."""
+        self._server.ensure_postgres_running()
+
     def stop(self) -> None:
         """Stop the server and delete its data directory."""
         self._server.cleanup()

@@ -159,6 +159,7 @@ class AirflowCluster(ClusterRest):
             raise ValueError("celery_workers and broker_url go together (the CeleryExecutor needs both)")
         self.celery_workers = celery_workers
         self.broker_url = broker_url
+        self._worker_overrides: dict[str, dict[str, str]] = {}
         self.dags_folder = Path(dags_folder).resolve()
         self.metadata_db_uri = to_sqlalchemy_uri(metadata_db_uri)
         # INTEGRITY_E2E_AIRFLOW_PYTHON runs the cluster on another installation (another Airflow version).
@@ -273,6 +274,7 @@ class AirflowCluster(ClusterRest):
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
             _HOSTNAME_ENV: name,
+            **self._worker_overrides.get(name, {}),
         }
 
     def _build_env(self) -> dict[str, str]:
@@ -367,8 +369,10 @@ class AirflowCluster(ClusterRest):
         for name in self.celery_workers:
             self.start_worker(name)
 
-    def start_worker(self, name: str, timeout: float | None = None) -> None:
-        """Start Celery worker ``name`` (again, after :meth:`kill_worker`) and wait until it is ready."""
+    def start_worker(self, name: str, timeout: float | None = None, env: Mapping[str, str] | None = None) -> None:
+        """Start Celery worker ``name`` (again, after :meth:`kill_worker`; ``env`` overrides its environment from
+        then on) and wait until it is ready."""
+        self._worker_overrides.setdefault(name, {}).update(env or {})
         log_path = self.component_log_dir / f"worker-{name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         process = ManagedProcess.start(
@@ -553,13 +557,16 @@ class AirflowCluster(ClusterRest):
 
     # ------------------------------------------------------------------------------------- CLI --
 
-    def airflow_cli(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-        """Run ``airflow *args`` with the cluster environment, in its own session; never raises on failure."""
+    def airflow_cli(
+        self, *args: str, timeout: float = 300.0, worker: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``airflow *args`` with the cluster environment (Celery worker ``worker``'s, when given), in its own
+        session; never raises on failure."""
         argv = [self.python, "-m", "airflow", *args]
         with subprocess.Popen(
             argv,
-            env=self.env,
-            cwd=self.home,
+            env=self.env if worker is None else self._worker_env(worker),
+            cwd=self.home if worker is None else self.worker_home(worker),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

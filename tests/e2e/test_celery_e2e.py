@@ -9,7 +9,10 @@ verification), not by logs:
 
 - a worker SIGKILLed, with its pool and task processes, while a keyed payment is in flight;
 - the same business key triggered four times at once, its tries spread over both workers;
-- the broker SIGKILLed and restarted, losing the messages it held, while a batch of payments runs.
+- the broker SIGKILLed and restarted, losing the messages it held, while a batch of payments runs;
+- the integrity store's PostgreSQL stopped as a crash would and started again while tasks run, under the
+  ``fail`` policy (tries that cannot be audited fail and are retried) and the ``spool`` policy (tries run on, their
+  events wait in each worker's spool and reach the trail in their order).
 """
 
 from __future__ import annotations
@@ -62,6 +65,46 @@ class Scaled:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
         return list(self.cluster.api("GET", path)["task_instances"])
 
+    def spooled_lines(self) -> dict[str, int]:
+        """Events waiting in each spool: the control plane's (scheduler, API server) and each worker's."""
+        homes = {"control": self.cluster.home, **{w: self.cluster.worker_home(w) for w in WORKERS}}
+        counts = {}
+        for name, home in homes.items():
+            spool = home / "integrity-spool" / "audit-spool.jsonl"
+            counts[name] = len(spool.read_text().splitlines()) if spool.exists() else 0
+        return counts
+
+    def drain_spools(self) -> None:
+        """``airflow integrity audit drain`` on the control plane and on each worker."""
+        for worker in (None, *WORKERS):
+            result = self.cluster.airflow_cli("integrity", "audit", "drain", worker=worker)
+            assert result.returncode == 0, result.stdout + result.stderr
+
+    def run_events(self, run_id: str) -> list[Any]:
+        """The run's events in chain order, every pending one chained first."""
+        store = self.store
+        AuditLog(store).chain_pending()
+        return [r for _, r in iter_records(store, run_id=run_id) if not isinstance(r, str)]
+
+    def ran_tries(self, dag_id: str, run_id: str) -> dict[tuple[str, int], str]:
+        """``(task_id, try_number) -> state`` of every try a worker took (Airflow recorded its host)."""
+        return {
+            (ti["task_id"], t["try_number"]): t["state"]
+            for ti in self.cluster.task_instances(dag_id, run_id)
+            for t in self.tries(dag_id, run_id, ti["task_id"])
+            if t["hostname"]
+        }
+
+    def stop_store_while(self, ready: Any, down_seconds: float) -> float:
+        """Once ``ready()`` is true, stop the store's PostgreSQL as a crash would, keep it down for
+        ``down_seconds`` and start it again; return when it went down (monotonic)."""
+        poll_until(ready, timeout=120, interval=0.1, describe=self.cluster.logs_tail)
+        self.store_server.stop_server()
+        down_at = time.monotonic()
+        time.sleep(down_seconds)
+        self.store_server.start_server()
+        return down_at
+
     def worker_of(self, pid: int) -> str:
         """The worker whose session holds process ``pid``."""
         owners = [name for name in WORKERS if pid in self.cluster.worker_processes(name)]
@@ -74,7 +117,7 @@ def scaled(e2e_pg: E2EPostgres, e2e_pycache: Path, tmp_path_factory: pytest.Temp
     root = tmp_path_factory.mktemp("celery")
     dags = root / "dags"
     dags.mkdir()
-    for name in ("exactly_once_payment.py", "fanout_payments.py"):
+    for name in ("exactly_once_payment.py", "fanout_payments.py", "audited_steps.py"):
         shutil.copy(DAGS / name, dags)
     with (
         embedded_cluster(root / "store-pg") as store_server,
@@ -107,6 +150,7 @@ def scaled(e2e_pg: E2EPostgres, e2e_pycache: Path, tmp_path_factory: pytest.Temp
         with cluster:
             cluster.wait_for_dag("exactly_once_payment", timeout=120)
             cluster.wait_for_dag("fanout_payments", timeout=120)
+            cluster.wait_for_dag("audited_steps", timeout=120)
             topology = Scaled(cluster, redis, service, store_uri, store_server)
             yield topology
         assert cluster.surviving_processes() == []
@@ -240,4 +284,96 @@ def test_the_broker_restarted_mid_batch_loses_no_payment_and_pays_none_twice(sca
         "payments": sum(stats["created_by_key"][k] for k in keys),
         "tries": dict(Counter(t for _, t in tried)),
         "run done after kill (s)": round(recovered_s, 1),
+    }
+
+
+def test_the_store_down_mid_batch_under_fail_fails_tries_cleanly_and_pays_once(scaled: Scaled) -> None:
+    """Policy ``fail`` (the default): a try that cannot claim its key or record that it runs fails and is
+    retried once the store is back; the end of a try that already happened is kept (spooled) whatever the policy.
+    Every claim is paid once, every try that ran has its end in the trail, the chain verifies."""
+    cluster, service = scaled.cluster, scaled.service
+    keys = [f"claim-s1-{n}" for n in range(1, 7)]
+    run_id = cluster.trigger("fanout_payments", conf={"batch": "s1"})
+    down_at = scaled.stop_store_while(
+        lambda: True if any(k in service.stats()["created_by_key"] for k in keys) else None, down_seconds=8
+    )
+    state = cluster.wait_for_run("fanout_payments", run_id, timeout=300)
+    recovered_s = time.monotonic() - down_at
+    waiting = scaled.spooled_lines()
+    scaled.drain_spools()
+
+    assert state == "success", cluster.logs_tail()
+    assert {k: service.stats()["created_by_key"].get(k) for k in keys} == dict.fromkeys(keys, 1)
+    assert scaled.spooled_lines() == dict.fromkeys(("control", *WORKERS), 0)
+    tries = scaled.ran_tries("fanout_payments", run_id)
+    events = scaled.run_events(run_id)
+    ends = Counter(
+        (r.task_id, r.try_number)
+        for r in events
+        if r.event_type in ("task_instance.success", "task_instance.up_for_retry", "task_instance.failed")
+    )
+    assert ends == Counter(tries.keys()), (ends, tries)
+    failed = {t for t, state in tries.items() if state != "success"}
+    assert failed, f"no try failed: the store was down for nothing ({tries})"
+    for task_id, try_number in (t for t, state in tries.items() if state == "success"):
+        own = [r.event_type for r in events if (r.task_id, r.try_number) == (task_id, try_number)]
+        assert own.index("task_instance.running") < own.index("task_instance.success"), own
+    assert verify(scaled.store).ok
+    scaled.outcomes["store down 8 s mid-batch, policy fail"] = {
+        "tries": len(tries),
+        "failed and retried": len(failed),
+        "payments": len(keys),
+        "spooled (kept) before the drain": waiting,
+        "run done after the store went down (s)": round(recovered_s, 1),
+    }
+
+
+def test_the_store_down_under_spool_runs_on_and_the_spools_drain_in_order(scaled: Scaled) -> None:
+    """Policy ``spool`` on the workers: the steps run through the outage on their first try; what they could not
+    record waits in each worker's spool and reaches the trail, in each spool's order, with nothing lost."""
+    cluster = scaled.cluster
+    for worker in WORKERS:
+        cluster.kill_worker(worker)
+        cluster.start_worker(worker, env={"AIRFLOW__INTEGRITY__AUDIT_ON_STORE_ERROR": "spool"})
+    run_id = cluster.trigger("audited_steps", conf={"seconds": 6})
+
+    def four_running() -> bool | None:
+        states = [ti["state"] for ti in cluster.task_instances("audited_steps", run_id)]
+        return True if states.count("running") >= 4 else None
+
+    down_at = scaled.stop_store_while(four_running, down_seconds=10)
+    state = cluster.wait_for_run("audited_steps", run_id, timeout=240)
+    recovered_s = time.monotonic() - down_at
+    waiting = scaled.spooled_lines()
+    scaled.drain_spools()
+
+    assert state == "success", cluster.logs_tail()
+    tries = scaled.ran_tries("audited_steps", run_id)
+    assert tries == {(f"step_{n}", 1): "success" for n in range(1, 7)}, tries
+    assert scaled.spooled_lines() == dict.fromkeys(("control", *WORKERS), 0)
+    events = scaled.run_events(run_id)
+    for task_id, try_number in tries:
+        own = [r.event_type for r in events if (r.task_id, r.try_number) == (task_id, try_number)]
+        assert own.count("task_instance.running") == 1 and own.count("task_instance.success") == 1, own
+        assert own.index("task_instance.running") < own.index("task_instance.success"), own
+    spooled = [r for r in events if "_spool" in r.details]
+    assert spooled, "no event of the run was spooled: the store was down for nothing"
+    # A spool replays in the order its events were written: within each spool (each worker's holds the events of
+    # the tries it ran; the control plane's the scheduler's), the first attempts' times never go back.
+    hosts = {(ti["task_id"], 1): ti["hostname"] for ti in cluster.task_instances("audited_steps", run_id)}
+
+    def spool_of(record: Any) -> str:
+        worker_event = record.actor.startswith("worker@") and record.task_id is not None
+        return hosts[(record.task_id, record.try_number)] if worker_event else "control"
+
+    for spool in {spool_of(r) for r in spooled}:
+        times = [r.details["_spool"]["occurred_at"] for r in spooled if spool_of(r) == spool]
+        assert times == sorted(times), (spool, times)
+    assert verify(scaled.store).ok
+    scaled.outcomes["store down 10 s mid-run, policy spool"] = {
+        "tries": len(tries),
+        "events of the run": len(events),
+        "of them spooled": len(spooled),
+        "waiting in spools when the run ended": waiting,
+        "run done after the store went down (s)": round(recovered_s, 1),
     }

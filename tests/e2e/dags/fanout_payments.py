@@ -1,8 +1,8 @@
 """A batch of claim payments that a scale-out test spreads over several Celery workers.
 
 ``pay_<n>`` posts claim ``<batch>-<n>`` to the ``payments_api`` connection under the key ``claim-<batch>-<n>``;
-the six tasks run in parallel, more than two workers' four task slots. Each task retries twice: a try whose
-message the broker lost, or that failed while the broker was down, runs again under the same key.
+the six tasks run in parallel, more than two workers' four task slots. Each task retries up to four times: a try
+that failed while the broker or the integrity store was down runs again under the same key.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def fanout_payments() -> None:
             key=f"claim-{{{{ params.batch }}}}-{n}",
             namespace="payments",
             lease_seconds=10,
-            retries=2,
-            retry_delay=timedelta(seconds=2),
+            retries=4,
+            retry_delay=timedelta(seconds=3),
         )
 
 
