@@ -6,8 +6,9 @@ imports the package's task-time modules when its job starts (:data:`TASK_MODULES
 audit and ledger code the listeners and operators run; ~0.1 s once instead of ~0.08 s in every task process)
 and, with ``[integrity] preload_validation`` (default on), Great Expectations and the validation modules
 (:data:`VALIDATION_MODULES`; ~4 s once and ~160 MB of memory the forked processes share copy-on-write,
-instead of ~4 s in every task that validates data). Other executors start task processes elsewhere (a Celery
-worker, a pod), and other components never fork tasks: nothing is loaded there.
+instead of ~4 s in every task that validates data). Other components never fork tasks: nothing is loaded there.
+Celery workers load the same modules through the package's Celery configuration
+(:mod:`airflow_integrity.executors.celery`).
 """
 
 from __future__ import annotations

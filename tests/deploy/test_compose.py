@@ -147,3 +147,16 @@ def test_compose_refuses_to_start_without_the_signing_key_and_says_where_to_set_
     result = _compose("config", env={})
     assert result.returncode != 0
     assert "set INTEGRITY_SIGNING_SECRET in .env" in result.stderr
+
+
+def test_workers_preload_and_the_spool_outlives_a_container() -> None:
+    """Every Airflow service uses the package's Celery configuration (workers load GX once, before their pools
+    fork) and keeps the audit spool on a volume of the host."""
+    from airflow_integrity.executors import celery
+
+    for name in AIRFLOW_SERVICES:
+        env = SERVICES[name]["environment"]
+        module, _, attribute = env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"].rpartition(".")
+        assert module == celery.__name__ and isinstance(getattr(celery, attribute), dict), name
+        mounts = {volume.split(":")[1] for volume in SERVICES[name]["volumes"]}
+        assert env["AIRFLOW__INTEGRITY__SPOOL_DIR"] in mounts, name

@@ -258,6 +258,8 @@ class AirflowCluster(ClusterRest):
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.metadata_db_uri}",
             "AIRFLOW__CELERY__OPERATION_TIMEOUT": "5",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{_HOSTNAME_MODULE}.hostname",
+            # As docker-compose.yaml: workers load the task modules and GX once, before their pools fork.
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_integrity.executors.celery.CELERY_CONFIG",
         }
 
     def worker_home(self, name: str) -> Path:

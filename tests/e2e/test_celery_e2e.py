@@ -44,6 +44,7 @@ pytestmark = pytest.mark.e2e
 
 WORKERS = ("worker-a", "worker-b")
 DAGS = Path(__file__).parent / "dags"
+PRELOAD_DAG = Path(__file__).parent / "dags_preload" / "preloaded_validation.py"
 
 
 @dataclass
@@ -119,6 +120,7 @@ def scaled(e2e_pg: E2EPostgres, e2e_pycache: Path, tmp_path_factory: pytest.Temp
     dags.mkdir()
     for name in ("exactly_once_payment.py", "fanout_payments.py", "audited_steps.py"):
         shutil.copy(DAGS / name, dags)
+    shutil.copy(PRELOAD_DAG, dags)
     with (
         embedded_cluster(root / "store-pg") as store_server,
         RedisServer(root / "redis") as redis,
@@ -151,6 +153,7 @@ def scaled(e2e_pg: E2EPostgres, e2e_pycache: Path, tmp_path_factory: pytest.Temp
             cluster.wait_for_dag("exactly_once_payment", timeout=120)
             cluster.wait_for_dag("fanout_payments", timeout=120)
             cluster.wait_for_dag("audited_steps", timeout=120)
+            cluster.wait_for_dag("preloaded_validation", timeout=120)
             topology = Scaled(cluster, redis, service, store_uri, store_server)
             yield topology
         assert cluster.surviving_processes() == []
@@ -230,6 +233,45 @@ def test_one_business_key_triggered_four_times_at_once_across_both_workers_pays_
         "payments": stats["created_by_key"][key],
         "replays": outcomes["replayed"],
         "seconds": round(elapsed, 1),
+    }
+
+
+def _validation_run(scaled: Scaled) -> tuple[dict[str, bool], float]:
+    """Run ``preloaded_validation``: what its first task's process had loaded, and the validating task's
+    duration (s) as Airflow measured it."""
+    cluster = scaled.cluster
+    run_id = cluster.trigger("preloaded_validation")
+    assert cluster.wait_for_run("preloaded_validation", run_id, timeout=180) == "success", cluster.logs_tail()
+    loaded = cluster.returned("preloaded_validation", run_id, "loaded_before_the_task")
+    validate = next(
+        ti for ti in cluster.task_instances("preloaded_validation", run_id) if ti["task_id"] == "validate_claims"
+    )
+    return loaded, float(validate["duration"])
+
+
+def test_a_celery_workers_task_processes_start_with_great_expectations_loaded(scaled: Scaled) -> None:
+    """With the package's Celery configuration each worker loads GX once, before its pool forks: a task process
+    finds it loaded, and a validating task does not import it. Without the preload (``[integrity]
+    preload_validation`` off) every validating task imports GX itself."""
+    cluster = scaled.cluster
+    preloaded = [_validation_run(scaled) for _ in range(3)]
+    for worker in WORKERS:
+        assert "Great Expectations in" in cluster.component_log(f"worker-{worker}")
+        cluster.kill_worker(worker)
+        cluster.start_worker(worker, env={"AIRFLOW__INTEGRITY__PRELOAD_VALIDATION": "False"})
+    cold = [_validation_run(scaled) for _ in range(3)]
+    for worker in WORKERS:
+        cluster.kill_worker(worker)
+        cluster.start_worker(worker, env={"AIRFLOW__INTEGRITY__PRELOAD_VALIDATION": "True"})
+
+    assert all(loaded == dict.fromkeys(loaded, True) for loaded, _ in preloaded), preloaded
+    assert all(not loaded["great_expectations"] for loaded, _ in cold), cold
+    with_preload = sorted(seconds for _, seconds in preloaded)[1]
+    without = sorted(seconds for _, seconds in cold)[1]
+    assert with_preload < without, (preloaded, cold)
+    scaled.outcomes["validating task on a Celery worker (median of 3, s)"] = {
+        "GX preloaded by the worker": round(with_preload, 2),
+        "GX imported by the task": round(without, 2),
     }
 
 

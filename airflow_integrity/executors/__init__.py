@@ -1,0 +1,1 @@
+"""What Airflow's executors load from the package: the Celery workers' configuration (:mod:`.celery`)."""
