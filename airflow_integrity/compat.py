@@ -16,6 +16,9 @@ if TYPE_CHECKING:
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
+        AirflowSkipException,
+        AirflowTaskTimeout,
+        TaskDeferred,
     )
 else:
     try:
@@ -24,6 +27,9 @@ else:
             AirflowFailException,
             AirflowNotFoundException,
             AirflowSensorTimeout,
+            AirflowSkipException,
+            AirflowTaskTimeout,
+            TaskDeferred,
         )
     except ImportError:  # Airflow 3.1
         from airflow.exceptions import (
@@ -31,6 +37,9 @@ else:
             AirflowFailException,
             AirflowNotFoundException,
             AirflowSensorTimeout,
+            AirflowSkipException,
+            AirflowTaskTimeout,
+            TaskDeferred,
         )
     try:
         from airflow.sdk import conf
@@ -42,6 +51,9 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "AirflowTaskTimeout",
+    "TaskDeferred",
     "conf",
     "is_arg_set",
 ]

@@ -36,6 +36,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ def _plain_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any)
     placeholders = ", ".join(["%s"] * 12)
     if url.startswith("sqlite"):
         import sqlite3
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=60)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -125,7 +126,7 @@ def _plain_worker(url: str, prefix: str, seconds: float, barrier: Any, out: Any)
 
         def insert(row: tuple[Any, ...]) -> None:
             conn.execute("BEGIN IMMEDIATE")
-            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             conn.execute(statement, (stamp, *row))
             conn.execute("COMMIT")
     else:

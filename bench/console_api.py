@@ -69,7 +69,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ class TrailMaker:
         number, self.run = self.run, self.run + 1
         dag = number % len(DAGS)
         dag_id, tasks = DAGS[dag], _dag_tasks(dag)
-        logical = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(hours=number // len(DAGS))
+        logical = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=number // len(DAGS))
         run_id = f"scheduled__{logical:%Y-%m-%dT%H}:00:00+00:00"
         scheduler = SCHEDULERS[number % 2]
         new = [self.keys, self.keys + 1]

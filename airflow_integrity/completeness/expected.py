@@ -63,8 +63,8 @@ def _iso(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).isoformat()
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat()
 
 
 def _event(
@@ -102,7 +102,7 @@ def expected_events(run: Run, *, include_final_run_state: bool = True) -> list[E
     events.extend(_cleared(run))
     events.extend(_from_log(run))
     events.extend(_run_events(run, include_final_run_state))
-    return sorted(events, key=lambda e: (e.at is None, e.at or dt.datetime.min.replace(tzinfo=dt.timezone.utc)))
+    return sorted(events, key=lambda e: (e.at is None, e.at or dt.datetime.min.replace(tzinfo=dt.UTC)))
 
 
 def _outcome(run: Run, t: Try, ran: bool) -> list[Expected]:

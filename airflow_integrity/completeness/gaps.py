@@ -92,7 +92,7 @@ def find_gaps(
         include_final_run_state: Whether the run's own final state counts (not when the listener that records
             it asks, just before recording it).
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     gaps = []
     for run in runs:
         have = trail_events(store, run.dag_id, run.run_id)
@@ -114,7 +114,7 @@ def find_gaps(
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def gap_events(gaps: Sequence[Gap], *, recorded_by: str, as_markers: bool = False) -> list[Any]:

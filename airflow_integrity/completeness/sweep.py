@@ -62,7 +62,7 @@ def sweep_once(now: dt.datetime | None = None) -> int:
     from sqlalchemy import or_, select
 
     started = time.perf_counter()
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     with create_session() as session:
         keys = session.execute(
             select(DagRun.dag_id, DagRun.run_id).where(

@@ -8,7 +8,7 @@ Ed25519 key in PEM form (a private key signs and verifies; a public key only ver
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from airflow_integrity.settings import load_settings
@@ -63,7 +63,7 @@ def latest_checkpoint_time(
     """
     from airflow_integrity.store.audit.signing import list_checkpoints, store_id
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with store.read() as conn:
         identity = store_id(conn)
         checkpoints = list_checkpoints(conn)
@@ -80,7 +80,7 @@ def latest_checkpoint_time(
             signed = datetime.fromisoformat(cp.created_at.replace("Z", "+00:00"))
         except ValueError:
             continue
-        signed = signed if signed.tzinfo else signed.replace(tzinfo=timezone.utc)
+        signed = signed if signed.tzinfo else signed.replace(tzinfo=UTC)
         if signed - now > CLOCK_SKEW:
             continue
         newest = signed if newest is None else max(newest, signed)
@@ -99,7 +99,7 @@ def checkpoint_if_due(store: IntegrityStore, *, now: datetime | None = None) -> 
     settings = load_settings()
     if not settings.checkpoint_key_conn_id:
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     key = load_checkpoint_key(settings.checkpoint_key_conn_id)
     newest = latest_checkpoint_time(store, key, now=now)
     if newest is not None and now - newest < timedelta(seconds=settings.checkpoint_interval):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,7 +187,7 @@ class IntegrityCheckHook(BaseHook):
             event was spooled.
         """
         event = event.identified()
-        attempted_at = datetime.now(timezone.utc)
+        attempted_at = datetime.now(UTC)
         spool = _spool(self._settings.spool_dir)
         try:
             log = AuditLog(self.get_store())
@@ -224,7 +224,7 @@ class IntegrityCheckHook(BaseHook):
         if not events:
             return 0
         events = [event.identified() for event in events]
-        attempted_at = datetime.now(timezone.utc)
+        attempted_at = datetime.now(UTC)
         try:
             AuditLog(self.get_store()).record_many(events)
             return len(events)

@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -101,7 +101,7 @@ def save(
     suite = summary.get("suite") or {}
     row = {
         "result_id": result_id,
-        "created_at": datetime.now(timezone.utc),
+        "created_at": datetime.now(UTC),
         "status": status,
         "success": bool(summary.get("success")),
         "suite_name": str(suite.get("name", ""))[:250],
@@ -121,7 +121,7 @@ def save(
 def _aware(value: Any) -> datetime:
     if isinstance(value, str):  # SQLite returns the stored text
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 _decode_summary = msgspec.json.Decoder(dict[str, Any]).decode

@@ -119,7 +119,7 @@ class IdempotencyKeyTrigger(BaseTrigger):
             except StoreUnavailableError as exc:
                 self.log.warning("Cannot read idempotency key %r yet (will retry): %s", self.key, exc)
             else:
-                payload = self.decide(entry, dt.datetime.now(dt.timezone.utc))
+                payload = self.decide(entry, dt.datetime.now(dt.UTC))
                 if payload is not None:
                     yield TriggerEvent(payload)
                     return

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -76,7 +76,7 @@ def test_a_spooled_event_keeps_its_id_and_the_time_it_happened(
     store_url: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", DOWN)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert audit.record("claim.approved", business_key="claim-7", details={"by": "qa"}) is None
     (spooled_id,) = _spooled_ids(spool_dir)
     time.sleep(1.2)
@@ -141,7 +141,7 @@ def test_an_event_whose_first_attempt_reached_the_store_is_not_recorded_again(
 ) -> None:
     event = AuditEvent("claim.paid", actor="worker@host", business_key="claim-3").identified()
     AuditLog(store).record(event)  # stored, but the writer never heard back, so it spooled it too
-    AuditSpool(spool_dir).put(event, occurred_at=datetime.now(timezone.utc), reason="connection dropped")
+    AuditSpool(spool_dir).put(event, occurred_at=datetime.now(UTC), reason="connection dropped")
     report = AuditSpool(spool_dir).drain(AuditLog(store).record)
     assert (report.replayed, report.already_recorded, report.set_aside) == (0, 1, 0)
     assert [e.event_id for e in _events(store_url)] == [event.event_id]
@@ -153,7 +153,7 @@ def test_a_line_the_store_refuses_is_set_aside_and_the_rest_is_replayed(
     taken = AuditEvent("claim.paid", actor="worker@host", business_key="claim-1").identified()
     AuditLog(store).record(taken)
     spool = AuditSpool(spool_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     spool.put(AuditEvent("claim.step", actor="w", business_key="first").identified(), occurred_at=now, reason="x")
     with open(spool.path, "a", encoding="utf-8") as handle:
         handle.write('{"event": {"event_type": "claim.step", "actor": "w"\n')  # torn by a crash
@@ -212,7 +212,7 @@ def test_audit_drain_reports_what_it_replayed_and_what_it_set_aside(
     store: IntegrityStore, store_url: str, spool_dir: Path
 ) -> None:
     spool = AuditSpool(spool_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for i in range(2):
         spool.put(
             AuditEvent("claim.step", actor="w", business_key=f"c{i}").identified(), occurred_at=now, reason="x"
@@ -256,7 +256,7 @@ def test_an_unreadable_line_is_set_aside_and_never_stops_recording(
     store: IntegrityStore, store_url: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch, poison: bytes
 ) -> None:
     spool = AuditSpool(spool_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     spool.put(AuditEvent("claim.step", actor="w", business_key="before").identified(), occurred_at=now, reason="x")
     with open(spool.path, "ab") as handle:
         handle.write(poison)  # no newline: the next line must not be glued to it

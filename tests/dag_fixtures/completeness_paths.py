@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_integrity.compat import AirflowSkipException
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False, tags=["test"])

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import tomllib
 import yaml
 
 from tests.e2e.cluster import COMPONENT_COMMANDS

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +27,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import tomllib
 
 from tests.e2e.processes import (
     CLUSTER_MARKER_ENV,
@@ -263,7 +263,8 @@ class AirflowCluster(ClusterRest):
         }
 
     def worker_home(self, name: str) -> Path:
-        """The ``AIRFLOW_HOME`` of Celery worker ``name`` (its logs, spool and bundles are under it)."""
+        """The ``AIRFLOW_HOME`` of Celery worker ``name`` (its logs, spool and bundles are under it; the plugins
+        folder is the cluster's, as an image's would be)."""
         return self.home / "workers" / name
 
     def _worker_env(self, name: str) -> dict[str, str]:
@@ -274,7 +275,6 @@ class AirflowCluster(ClusterRest):
             "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
             _HOSTNAME_ENV: name,
             **self._worker_overrides.get(name, {}),
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -31,7 +31,7 @@ def test_a_checkpoint_is_signed_when_due_and_not_before(store, signing_key) -> N
     assert first is not None and first.seq == 1
     log.append(AuditEvent("claim.paid", "worker@h", business_key="claim-1"))
     assert checkpoint_if_due(store) is None  # the newest checkpoint is younger than the interval
-    later = datetime.now(timezone.utc) + timedelta(seconds=601)
+    later = datetime.now(UTC) + timedelta(seconds=601)
     second = checkpoint_if_due(store, now=later)
     assert second is not None and second.seq == 2
     result = verify(store, key=CheckpointKey.hmac_sha256(SECRET))

@@ -6,9 +6,9 @@ import json
 
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import text
 
+from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.hooks.validation import enforce, fail_on_bad_input
 from airflow_integrity.store import IntegrityStore, StoreLocation

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -42,7 +42,7 @@ EXACT = [
     {
         "id": BIG + 2,
         "score": 2.220446049250313e-16,
-        "seen": datetime(2023, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc),
+        "seen": datetime(2023, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
         "tags": None,
         "age": 51,
     },

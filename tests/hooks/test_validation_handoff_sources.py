@@ -229,7 +229,7 @@ def test_a_parquet_file_flows_on_as_its_stored_values(hook: IntegrityCheckHook, 
 def test_a_decimal_that_xcom_would_change_is_refused_naming_row_column_and_fix(
     hook: IntegrityCheckHook, pg_database: str, monkeypatch
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_integrity.compat import AirflowFailException
 
     engine = sa.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:

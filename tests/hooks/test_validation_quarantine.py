@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.hooks.validation import enforce, write_new_file
 from airflow_integrity.operators.validate import ValidateDataOperator, quarantine_location

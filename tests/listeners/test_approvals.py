@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from airflow_integrity.listeners.approvals import APPROVAL_EVENT, TIMEOUT_EVENT, approval_event
 
 pytestmark = pytest.mark.unit
-ANSWERED_AT = datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)
+ANSWERED_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 
 
 def _response(*chosen: str, params_input: dict | None = None) -> dict:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import text
 
+from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.hooks.idempotency import IdempotencyGuard
 from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.ledger.codec import inputs_digest
@@ -232,7 +232,7 @@ def test_a_timeout_while_the_completion_is_retried_settles_the_key_for_a_person(
 ) -> None:
     import signal
 
-    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow_integrity.compat import AirflowTaskTimeout
 
     _refuse_completions(store)
     runs: list[int] = []

@@ -4,8 +4,8 @@ decisions, failures, bad input and the audit events each of them leaves."""
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.hooks.idempotency import (
     HolderBusyError,
     IdempotencyGuard,

@@ -5,8 +5,8 @@ Its runs inside Airflow (deferred and poking) are in tests/decorators/test_idemp
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from airflow_integrity.compat import AirflowFailException, AirflowSensorTimeout
 from airflow_integrity.sensors.idempotency import IdempotencyKeySensor
 from airflow_integrity.store.ledger.codec import inputs_digest
 from airflow_integrity.store.ledger.ledger import IdempotencyLedger

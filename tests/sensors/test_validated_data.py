@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
+from airflow_integrity.compat import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from airflow_integrity.sensors.validated_data import ValidatedDataSensor
 from airflow_integrity.triggers.validated_data import ValidatedDataTrigger
 from tests.hooks.validation_helpers import ROWS, SUITE

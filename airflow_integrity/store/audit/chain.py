@@ -41,7 +41,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
@@ -328,7 +328,7 @@ def _sqlite_now(conn: Any) -> datetime:
     """The store's clock, SQLite's ``'now'`` (to the millisecond): the trail's times never come from the code
     that writes the event."""
     stamp = conn.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").fetchone()[0]
-    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
 
 
 def _refused(store: IntegrityStore, exc: BaseException) -> AuditStoreError:

@@ -4,7 +4,7 @@ keys and the signed message)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
@@ -40,7 +40,7 @@ def create_checkpoint(store: IntegrityStore, key: CheckpointKey) -> Checkpoint:
             f"Not signing a checkpoint: the audit chain does not verify ({result.summary()}). Investigate with "
             "`airflow integrity audit verify`."
         )
-    created_at = format_timestamp(datetime.now(timezone.utc))
+    created_at = format_timestamp(datetime.now(UTC))
     with store.begin() as conn:
         identity = store_id(conn)
         head = conn.execute(text(f"SELECT hash FROM {EVENT} WHERE seq = :seq"), {"seq": result.head_seq}).first()

@@ -24,7 +24,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -103,14 +103,14 @@ def format_timestamp(moment: datetime) -> str:
     """The canonical form of a timestamp: UTC, microseconds, ``Z`` suffix."""
     if moment.tzinfo is None:
         raise AuditEventError(f"timestamp {moment!r} has no time zone; pass an aware datetime.")
-    return moment.astimezone(timezone.utc).strftime(_TIMESTAMP_FORMAT)
+    return moment.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
 
 
 def parse_timestamp(text: str) -> datetime:
     """Read a canonical timestamp back into an aware UTC datetime."""
     if len(text) != 27 or not text.endswith("Z"):
         raise ValueError(f"{text!r} is not a canonical timestamp (YYYY-MM-DDTHH:MM:SS.ffffffZ)")
-    return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 def to_timestamp(value: datetime | str | None, name: str) -> str | None:
@@ -126,7 +126,7 @@ def to_timestamp(value: datetime | str | None, name: str) -> str | None:
                 "2026-11-28T09:30:00Z."
             ) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return format_timestamp(value)
 
 

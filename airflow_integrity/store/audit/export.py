@@ -24,7 +24,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from airflow_integrity.store.audit.chain import AuditLog
@@ -178,7 +178,7 @@ class ExportLines:
             "summary": _status_line(result, self.filters),
             "verification": result.as_dict(),
             "filters": self.filters,
-            "exported_at": format_timestamp(datetime.now(timezone.utc)),
+            "exported_at": format_timestamp(datetime.now(UTC)),
         }
         yield json.dumps(header, ensure_ascii=False) + "\n"
         for seq, body, prev_hash, hash_ in self._rows:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ class AuditSpool:
             raise AuditEventError("A spooled audit event needs its event_id; use event.identified().")
         marker = {
             "occurred_at": format_timestamp(occurred_at),
-            "spooled_at": format_timestamp(datetime.now(timezone.utc)),
+            "spooled_at": format_timestamp(datetime.now(UTC)),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "reason": reason[:500],
@@ -212,7 +212,7 @@ class AuditSpool:
         entry = {
             "line": line.rstrip(b"\n").decode("utf-8", "backslashreplace"),
             "reason": reason,
-            "at": format_timestamp(datetime.now(timezone.utc)),
+            "at": format_timestamp(datetime.now(UTC)),
         }
         with open(self.refused_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, sort_keys=True) + "\n")

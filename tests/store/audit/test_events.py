@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -122,7 +122,7 @@ def test_an_empty_trail_verifies(store: IntegrityStore) -> None:
 @pytest.mark.integration
 def test_append_returns_the_chained_durable_record(store: IntegrityStore) -> None:
     log = AuditLog(store)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     first = log.append(event())
     second, third = log.append_many([event(task_id="notify"), event(task_id="close", business_key=None)])
     assert [r.seq for r in (first, second, third)] == [1, 2, 3]
@@ -130,9 +130,7 @@ def test_append_returns_the_chained_durable_record(store: IntegrityStore) -> Non
     assert (second.prev_hash, third.prev_hash) == (first.hash, second.hash)
     for record in (first, second, third):
         assert record.computed_hash() == record.hash
-        assert (
-            before - timedelta(minutes=1) < record.recorded_at < datetime.now(timezone.utc) + timedelta(minutes=1)
-        )
+        assert before - timedelta(minutes=1) < record.recorded_at < datetime.now(UTC) + timedelta(minutes=1)
     assert third.business_key is None and third.task_id == "close"
     assert log.head().seq == 3 and log.head().hash == third.hash
     result = verify(store)
@@ -266,7 +264,7 @@ def test_event_times_come_from_the_store_not_from_the_writing_code(
     class _StoppedClock(datetime):
         @classmethod
         def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
-            return datetime(2001, 1, 1, tzinfo=timezone.utc)
+            return datetime(2001, 1, 1, tzinfo=UTC)
 
     # A writer whose own clock (or code) says 2001: the trail keeps the store's time.
     monkeypatch.setattr(audit_chain, "datetime", _StoppedClock)
@@ -275,4 +273,4 @@ def test_event_times_come_from_the_store_not_from_the_writing_code(
     AuditLog(store).chain_pending()
     times = [r.recorded_at for _, r in iter_records(store) if not isinstance(r, str)]
     assert len(times) == 2
-    assert all(abs(t - datetime.now(timezone.utc)) < timedelta(minutes=1) for t in times), times
+    assert all(abs(t - datetime.now(UTC)) < timedelta(minutes=1) for t in times), times

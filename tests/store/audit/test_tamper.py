@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 
 import pytest
 from sqlalchemy import text
@@ -397,7 +398,7 @@ def test_a_malformed_intake_row_is_refused_and_one_written_with_the_checks_off_s
 
 
 def test_an_intake_row_cannot_choose_its_time_or_hide_below_the_chaining_horizon(store: IntegrityStore) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     if store.backend == "sqlite":
         pytest.skip("SQLite has no intake table")
@@ -414,7 +415,7 @@ def test_an_intake_row_cannot_choose_its_time_or_hide_below_the_chaining_horizon
     assert verify(store).pending == 1  # seen as waiting, not hidden below the horizon
     AuditLog(store).chain_pending()
     (found,) = [r for _, r in iter_records(store) if not isinstance(r, str) and r.event_id == event_id]
-    assert abs(found.recorded_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert abs(found.recorded_at - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 def test_a_forged_checkpoint_dated_in_the_future_does_not_stop_periodic_signing(

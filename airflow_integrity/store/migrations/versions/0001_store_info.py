@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,5 +29,5 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         table,
-        [{"id": 1, "store_id": str(uuid.uuid4()), "created_at": datetime.now(timezone.utc)}],
+        [{"id": 1, "store_id": str(uuid.uuid4()), "created_at": datetime.now(UTC)}],
     )

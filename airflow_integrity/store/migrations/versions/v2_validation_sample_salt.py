@@ -17,7 +17,7 @@ Create Date: 2026-12-04
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -39,9 +39,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("id = 1", name="ck_integrity_validation_secret_single_row"),
     )
-    op.bulk_insert(
-        table, [{"id": 1, "sample_salt": secrets.token_hex(32), "created_at": datetime.now(timezone.utc)}]
-    )
+    op.bulk_insert(table, [{"id": 1, "sample_salt": secrets.token_hex(32), "created_at": datetime.now(UTC)}])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             f"""
