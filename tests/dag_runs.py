@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.airflow_versions import dag_bag_module
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "dag_fixtures"
 EXAMPLES = REPO_ROOT / "dags"
 
 
 def _load(folder: Path, dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(folder))
+    bag = dag_bag_module().DagBag(dag_folder=str(folder))
     assert bag.import_errors == {}, bag.import_errors
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"no DAG {dag_id!r} in {folder}"

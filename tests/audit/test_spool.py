@@ -24,6 +24,7 @@ from airflow_integrity.store.audit.event import AuditEvent, AuditEventError
 from airflow_integrity.store.audit.export import iter_records
 from airflow_integrity.store.audit.spool import SPOOL_KEY, AuditSpool
 from airflow_integrity.store.audit.verify import verify
+from tests.airflow_versions import integrity_cli
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -225,7 +226,7 @@ def test_audit_drain_reports_what_it_replayed_and_what_it_set_aside(
         "AIRFLOW__INTEGRITY__SPOOL_DIR": str(spool_dir),
     }
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "integrity", "audit", "drain"],
+        [*integrity_cli(), "audit", "drain"],
         env=env,
         capture_output=True,
         text=True,
@@ -237,7 +238,7 @@ def test_audit_drain_reports_what_it_replayed_and_what_it_set_aside(
     assert str(spool.refused_path) in done.stdout + done.stderr
     assert [e.business_key for e in _events(store_url)] == ["c0", "c1"]
     again = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "integrity", "audit", "drain"],
+        [*integrity_cli(), "audit", "drain"],
         env=env,
         capture_output=True,
         text=True,

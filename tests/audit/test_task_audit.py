@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
+from tests.airflow_versions import dag_bag_module
 
 pytestmark = pytest.mark.integration
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
@@ -26,7 +27,7 @@ def _records(url: str, **filters: str) -> list[dict]:
 
 
 def test_store_check_dag_run_is_audited_task_by_task(airflow_db, store_conn_env: str) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    DagBag = dag_bag_module().DagBag
     from airflow.utils.state import DagRunState
 
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).get_dag("integrity_store_check")

@@ -17,6 +17,7 @@ from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEvent
 from airflow_integrity.store.audit.schema import EVENT
+from tests.airflow_versions import integrity_cli
 from tests.store.audit.test_tamper import tampering
 
 pytestmark = pytest.mark.integration
@@ -177,7 +178,6 @@ def test_audit_commands_are_defined_lazily() -> None:
 def test_real_airflow_cli_verify_exits_0_then_1_after_tampering(tmp_path: Path) -> None:
     import os
     import subprocess
-    import sys
 
     url = f"sqlite:///{tmp_path / 'integrity.db'}"
     store = IntegrityStore(StoreLocation.from_url(url))
@@ -185,7 +185,7 @@ def test_real_airflow_cli_verify_exits_0_then_1_after_tampering(tmp_path: Path) 
     AuditLog(store).append_many([AuditEvent("claim.step", "worker", business_key="claim-42") for _ in range(3)])
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW_CONN_INTEGRITY_DEFAULT": url})
-    command = [str(Path(sys.executable).with_name("airflow")), "integrity", "audit", "verify"]
+    command = [*integrity_cli(), "audit", "verify"]
     intact = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert intact.returncode == 0, intact.stderr
     assert "3 events verified" in intact.stdout and AuditLog(store).head().hash in intact.stdout

@@ -17,9 +17,11 @@ from airflow_integrity.store.audit.event import AuditEvent
 from airflow_integrity.store.audit.verify import verify
 from airflow_integrity.store.connections import close_connections
 from airflow_integrity.store.migrate import VERSION_TABLE, head_revision, upgrade
+from tests.airflow_versions import airflow_version, integrity_cli
 
 pytestmark = pytest.mark.integration
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+INTEGRITY = integrity_cli()
 
 
 def _env(home: Path, store_url: str | None) -> dict[str, str]:
@@ -34,7 +36,7 @@ def test_four_cli_migrations_at_once_leave_one_correct_schema(store_url: str, tm
     env = _env(tmp_path, store_url)
     procs = [
         subprocess.Popen(
-            [AIRFLOW, "integrity", "db", "migrate"],
+            [*INTEGRITY, "db", "migrate"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -54,9 +56,7 @@ def test_four_cli_migrations_at_once_leave_one_correct_schema(store_url: str, tm
         versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
         assert "+".join(sorted(versions)) == head_revision()
         assert conn.execute(text("SELECT count(*) FROM integrity_store_info")).scalar_one() == 1
-    check = subprocess.run(
-        [AIRFLOW, "integrity", "db", "check"], env=env, capture_output=True, text=True, timeout=120
-    )
+    check = subprocess.run([*INTEGRITY, "db", "check"], env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert f"revision={head_revision()}" in check.stdout
 
@@ -81,15 +81,11 @@ def test_migrate_upgrades_a_store_at_revision_a1_whose_events_are_then_all_chain
     store.engine.dispose()
 
     env = _env(tmp_path, store_url)
-    migrated = subprocess.run(
-        [AIRFLOW, "integrity", "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
-    )
+    migrated = subprocess.run([*INTEGRITY, "db", "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0, migrated.stderr
     assert f"from a1+l1+v1 to {head_revision()}." in migrated.stdout
     assert "a4" in head_revision().split("+")
-    check = subprocess.run(
-        [AIRFLOW, "integrity", "db", "check"], env=env, capture_output=True, text=True, timeout=120
-    )
+    check = subprocess.run([*INTEGRITY, "db", "check"], env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and f"revision={head_revision()} head={head_revision()}" in check.stdout
 
     try:
@@ -108,9 +104,7 @@ def test_migrate_upgrades_a_store_at_revision_a1_whose_events_are_then_all_chain
 
 def test_bad_connection_exits_1_naming_connection_and_problem(tmp_path: Path) -> None:
     env = _env(tmp_path, "postgresql://u:pw@127.0.0.1:9/integrity")
-    result = subprocess.run(
-        [AIRFLOW, "integrity", "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([*INTEGRITY, "db", "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "connection 'integrity_default'" in result.stderr
     assert "127.0.0.1:9" in result.stderr
@@ -132,6 +126,9 @@ def test_the_same_commands_run_without_airflows_cli(tmp_path: Path) -> None:
         airflows = subprocess.run(
             [AIRFLOW, "integrity", group, "--help"], env=env, capture_output=True, text=True, check=False
         )
+        if airflow_version() < (3, 2):  # no provider commands in Airflow's CLI: the reason for the module
+            assert ours.returncode == 0 and airflows.returncode != 0, (ours.stderr, airflows.stderr)
+            continue
         assert ours.returncode == airflows.returncode == 0, (ours.stderr, airflows.stderr)
         commands = [line.split()[0] for line in airflows.stdout.splitlines() if line.startswith("    ")]
         assert commands and all(command in ours.stdout for command in commands), (commands, ours.stdout)

@@ -13,6 +13,7 @@ import pytest
 from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.migrate import head_revision, upgrade
 from airflow_integrity.store.roles import grant_runtime_role
+from tests.airflow_versions import integrity_cli
 from tests.pg_roles import TwoRoles, two_roles
 
 pytestmark = pytest.mark.integration
@@ -23,9 +24,7 @@ def _airflow(home: Path, *args: str, **connections: str) -> subprocess.Completed
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env["AIRFLOW_HOME"] = str(home)
     env.update({f"AIRFLOW_CONN_{name.upper()}": url for name, url in connections.items()})
-    return subprocess.run(
-        [AIRFLOW, "integrity", "db", *args], env=env, capture_output=True, text=True, timeout=180
-    )
+    return subprocess.run([*integrity_cli(), "db", *args], env=env, capture_output=True, text=True, timeout=180)
 
 
 def _refused(url: str, sql: str) -> str:

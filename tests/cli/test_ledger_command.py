@@ -13,6 +13,7 @@ from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.ledger.codec import inputs_digest
 from airflow_integrity.store.ledger.entries import ClaimStatus
 from airflow_integrity.store.ledger.ledger import IdempotencyLedger
+from tests.airflow_versions import integrity_cli
 from tests.operators.support import idempotency_events
 
 pytestmark = pytest.mark.integration
@@ -168,8 +169,6 @@ def test_release_requires_a_reason(capsys) -> None:  # type: ignore[no-untyped-d
 def test_real_airflow_cli_shows_and_releases_a_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     url = f"sqlite:///{tmp_path / 'integrity.db'}"
     store = IntegrityStore(StoreLocation.from_url(url))
@@ -178,8 +177,7 @@ def test_real_airflow_cli_shows_and_releases_a_key(tmp_path) -> None:  # type: i
         _completed(ledger, "claim-7")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW_CONN_INTEGRITY_DEFAULT": url})
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    base = [airflow, "integrity", "ledger"]
+    base = [*integrity_cli(), "ledger"]
     release = subprocess.run(
         [*base, "release", "claim-7", "--namespace", "payments", "--reason", "refund reversed", "--user", "qa"],
         env=env, capture_output=True, text=True, timeout=180,

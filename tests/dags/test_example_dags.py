@@ -8,13 +8,14 @@ import pytest
 from sqlalchemy import text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
+from tests.airflow_versions import dag_bag_module
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 pytestmark = pytest.mark.integration
 
 
 def _dagbag():  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
+    DagBag = dag_bag_module().DagBag
 
     return DagBag(dag_folder=str(DAGS_FOLDER))
 

@@ -14,6 +14,8 @@ import pytest
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 from fastapi.testclient import TestClient
 
+from tests.airflow_versions import reset_auth_manager
+
 SCOPES: dict[str, frozenset[str]] = {"claims-reviewer": frozenset({"claims"})}
 ROLES = {"admin": "admin", "op": "op", "user": "user", "viewer": "viewer", "claims-reviewer": "user"}
 
@@ -56,11 +58,11 @@ def auth_manager(airflow_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[D
 
     monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{__name__}.DagScopedAuthManager")
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "integrity-api-tests-" + "s" * 64)
-    airflow_app._AuthManagerState.instance = None
+    reset_auth_manager()
     manager = airflow_app.create_auth_manager()
     assert isinstance(manager, DagScopedAuthManager)
     yield manager
-    airflow_app._AuthManagerState.instance = None
+    reset_auth_manager()
 
 
 def login(manager: SimpleAuthManager, app: Any, name: str) -> TestClient:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
+from tests.airflow_versions import dag_bag_module
 from tests.plugin.api_support import auth_manager, login  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -21,7 +22,9 @@ def airflow_app(store_conn_env: str, auth_manager):  # noqa: F811
     """Airflow's API app with the example DAGs in its metadata database."""
     from airflow.api_fastapi.app import create_app
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    dagbag = dag_bag_module()
+    DagBag, sync_bag_to_db = dagbag.DagBag, dagbag.sync_bag_to_db
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
