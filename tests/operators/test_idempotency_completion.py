@@ -24,6 +24,7 @@ from airflow_integrity.store.ledger.codec import inputs_digest
 from airflow_integrity.store.ledger.entries import State
 from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.operators.support import idempotency_events
+from tests.pg import terminate_other_sessions
 
 pytestmark = pytest.mark.integration
 ORIGIN = {"dag_id": "claims", "run_id": "manual__1", "task_id": "pay"}
@@ -76,18 +77,6 @@ def _sqlite_write_lock(url: str, seconds: float) -> Iterator[Callable[[], None]]
         holder.join()
 
 
-def _terminate_other_sessions(url: str) -> int:
-    """Have the server end every other session of the store's database (the ledger's kept connection too)."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_a_completion_the_store_refuses_once_is_retried_and_the_work_runs_once(
     store_conn_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,7 +95,7 @@ def test_a_completion_the_store_refuses_once_is_retried_and_the_work_runs_once(
 
         def work(claim):  # type: ignore[no-untyped-def]
             runs.append(claim.fencing_token)
-            assert _terminate_other_sessions(store_conn_env) >= 1  # the ledger's connection is dropped
+            assert terminate_other_sessions(store_conn_env) >= 1  # the ledger's connection is dropped
             return {"paid": 42}
 
         result = _guard("claim-1").run(work)

@@ -17,6 +17,7 @@ from airflow_integrity.store import IntegrityStore, StoreLocation, connections
 from airflow_integrity.store.audit import query
 from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.event import AuditEvent
+from tests.pg import terminate_other_sessions
 from tests.statements import sent_statements
 
 pytestmark = pytest.mark.integration
@@ -139,7 +140,9 @@ def test_reads_are_planned_for_their_values_and_writes_keep_prepared_statements(
         assert conn.exec_driver_sql(prepared).scalar_one() >= 1
 
 
-def test_a_page_is_one_statement_and_survives_the_loss_of_its_reused_connection(big_trail: IntegrityStore) -> None:
+def test_a_page_is_one_statement_and_survives_the_loss_of_its_reused_connection(
+    big_trail: IntegrityStore, pg_server: Any
+) -> None:
     """A page goes to PostgreSQL as its one statement (no liveness ping, BEGIN or COMMIT around it); when the
     server has closed the idle connections a page reuses, the page is read on a new one."""
     query.page(big_trail, FILTERS["dag"], limit=5)  # leaves a connection idle for reuse
@@ -148,13 +151,8 @@ def test_a_page_is_one_statement_and_survives_the_loss_of_its_reused_connection(
     assert [statement for statement, _ in sent] == [
         connections.driver_sql(query.page_query("postgresql", FILTERS["dag"], limit=5)[0].text)
     ]
-    with big_trail.begin() as conn:
-        ended = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    assert ended >= 1
+    assert (
+        terminate_other_sessions(big_trail.location.url.set(drivername="postgresql").render_as_string(False)) >= 1
+    )
     assert [r.seq for r in query.page(big_trail, FILTERS["dag"], limit=5)] == [r.seq for r in first]
     assert [r.record.dag_id for r in first if r.record is not None] == ["dag_7"] * 5

@@ -10,6 +10,7 @@ from airflow_integrity.store import IntegrityStore, StoreLocation, StoreUnavaila
 from airflow_integrity.store.ledger.codec import inputs_digest
 from airflow_integrity.store.ledger.entries import ClaimStatus
 from airflow_integrity.store.ledger.ledger import IdempotencyLedger
+from tests.pg import terminate_other_sessions
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +31,7 @@ def test_a_connection_lost_mid_session_is_reported_then_replaced(pg_database: st
     with IdempotencyLedger(store) as ledger:
         first = ledger.claim("claim-42", fingerprint=INPUTS)
         assert first.lease is not None
-        with store.begin() as conn:
-            ended = conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
-        assert ended >= 1
+        assert terminate_other_sessions(pg_database) >= 1
         with pytest.raises(StoreUnavailableError, match="Cannot reach the integrity store"):
             ledger.complete(first.lease, {"paid": True})
         # The next statement runs on a fresh connection; the lease is still this holder's.
