@@ -67,11 +67,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.statements import sent_statements  # noqa: E402
 
 AREAS = (
     "claims",
@@ -446,29 +450,9 @@ def make_cases(store: Any, head: int) -> dict[str, list[Case]]:
     return cases
 
 
-@contextmanager
-def _sent() -> Iterator[list[tuple[str, Any]]]:
-    """``(statement, parameters)`` of every statement psycopg sends while the block runs (through SQLAlchemy or a
-    plain connection), in order."""
-    import psycopg
-
-    seen: list[tuple[str, Any]] = []
-    execute = psycopg.Cursor.execute
-
-    def sending(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        seen.append((str(query), params))
-        return execute(cursor, query, params, **kwargs)
-
-    psycopg.Cursor.execute = sending  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
-
-
 def _captured(store: Any, call: Callable[[], Any]) -> list[tuple[str, Any]]:
     """The statements and parameters ``call`` sends to the driver (its queries of store tables), in order."""
-    with _sent() as seen:
+    with sent_statements() as seen:
         call()
     found = [s for s in seen if "FROM integrity_" in s[0]]
     assert found, seen
@@ -595,7 +579,7 @@ def measure(store: Any, url: str, cases: dict[str, list[Case]], rounds: int) -> 
 
     # What the rounds ran on: statements per API request, and which statements got a generic plan.
     for name, kind in cases.items():
-        with _sent() as sent:
+        with sent_statements() as sent:
             run_api(kind[0])
         results[name].statements = len(sent)
     with bare.cursor() as cursor:

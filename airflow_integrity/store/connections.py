@@ -197,8 +197,12 @@ def connection_lost(exc: BaseException) -> bool:
 
 def on_driver_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
     """Run ``work`` on a reused driver connection (:func:`raw_connection`); again on a new one when the reused one
-    turns out to be dead, after forgetting the other idle ones (a restarted server closed them all). Driver
-    errors leave as they are."""
+    turns out to be dead, after forgetting the other idle ones (a restarted server closed them all).
+
+    Raises:
+        StoreUnavailableError: The new connection was lost too.
+        psycopg.Error: Any other driver error, as it is.
+    """
     import psycopg
 
     try:
@@ -208,8 +212,13 @@ def on_driver_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
         if not connection_lost(exc):
             raise
     _forget_idle(store)
-    with raw_connection(store) as conn:
-        return work(conn)
+    try:
+        with raw_connection(store) as conn:
+            return work(conn)
+    except psycopg.OperationalError as exc:
+        if connection_lost(exc):
+            raise store._unavailable(exc) from exc
+        raise
 
 
 def _forget_idle(store: IntegrityStore) -> None:

@@ -15,7 +15,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from airflow_integrity.store import migrate
 from airflow_integrity.store.connections import (
     READONLY,
-    connection_lost,
     driver_sql,
     get_engine,
     on_driver_connection,
@@ -155,14 +154,7 @@ class IntegrityStore:
         if self.backend == "sqlite":
             with self.read() as connection:
                 return work(_EngineReads(connection))
-        import psycopg
-
-        try:
-            return on_driver_connection(self, lambda conn: work(_DriverReads(conn)))
-        except psycopg.OperationalError as exc:
-            if connection_lost(exc):
-                raise self._unavailable(exc) from exc
-            raise
+        return on_driver_connection(self, lambda conn: work(_DriverReads(conn)))
 
     def ping(self) -> None:
         """Open a connection and run a trivial query; raise ``StoreUnavailableError`` if that fails."""

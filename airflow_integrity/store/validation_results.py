@@ -130,10 +130,9 @@ _decode_summary = msgspec.json.Decoder(dict[str, Any]).decode
 def _summary(text: str) -> dict[str, Any]:
     # msgspec reads strict JSON fast; a summary holding NaN (Python's JSON extension) takes json's slower path.
     try:
-        value = _decode_summary(text)
+        return _decode_summary(text)
     except msgspec.DecodeError:
-        value = json.loads(text)
-    return value
+        return json.loads(text)
 
 
 def _result(row: Any, full_result: dict[str, Any]) -> StoredValidationResult:

@@ -133,6 +133,11 @@ class ClusterRest:
             if not page["task_instances"] or len(items) >= page["total_entries"]:
                 return items
 
+    def tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of one task of a run, as Airflow recorded it (``.../taskInstances/{task_id}/tries``)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        return list(self.api("GET", path)["task_instances"])
+
     def returned(self, dag_id: str, run_id: str, task_id: str) -> Any:
         """The deserialized ``return_value`` XCom of one task of a run."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"

@@ -24,7 +24,7 @@ from airflow_integrity.store.audit.signing import CheckpointKey
 from airflow_integrity.store.audit.verify import verify
 from tests.e2e.approvals import answer_approval
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
-from tests.e2e.harness import AirflowCluster, poll_until
+from tests.e2e.harness import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "e2e-signing-secret-0123456789abcdef"
@@ -45,11 +45,6 @@ def _kill_when_announced(folder: Path, name: str) -> int:
     pid = int(pid_file.read_text())
     os.kill(pid, signal.SIGKILL)
     return pid
-
-
-def _tries(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
-    return list(cluster.api("GET", path)["task_instances"])
 
 
 @pytest.mark.e2e
@@ -84,7 +79,7 @@ def test_approvals_killed_tasks_and_the_claims_story_are_on_a_verifiable_trail(
         claim_state = cluster.wait_for_run("claim_review", claim_run, timeout=180)
         kill_state = cluster.wait_for_run("audit_killed_tasks", kill_run, timeout=180)
         airflow_tries = {
-            (dag_id, run_id, ti["task_id"]): _tries(cluster, dag_id, run_id, ti["task_id"])
+            (dag_id, run_id, ti["task_id"]): cluster.tries(dag_id, run_id, ti["task_id"])
             for dag_id, run_id in (("claim_review", claim_run), ("audit_killed_tasks", kill_run))
             for ti in cluster.task_instances(dag_id, run_id)
         }

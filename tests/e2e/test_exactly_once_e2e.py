@@ -15,7 +15,6 @@ import shutil
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -41,12 +40,6 @@ def _dags_folder(tmp_path: Path) -> Path:
     folder.mkdir()
     shutil.copy(Path(__file__).parent / "dags" / f"{DAG_ID}.py", folder)
     return folder
-
-
-def _tries(cluster: AirflowCluster, run_id: str) -> list[dict[str, Any]]:
-    """Every try of ``pay_claim`` in ``run_id`` as Airflow recorded it."""
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/tries"
-    return list(cluster.api("GET", path)["task_instances"])
 
 
 def _kill(cluster: AirflowCluster, pid: int) -> None:
@@ -83,13 +76,13 @@ def test_a_task_killed_while_its_payment_is_in_flight_pays_once(
             held = service.wait_for_held(KEY, timeout=120)
             _kill(cluster, held["task_pid"])
             state = cluster.wait_for_run(DAG_ID, run_id, timeout=180)
-            tries = _tries(cluster, run_id)
+            tries = cluster.tries(DAG_ID, run_id, TASK_ID)
             returned = cluster.returned(DAG_ID, run_id, TASK_ID)
             after_first_run = service.stats()
 
             second_run_id = cluster.trigger(DAG_ID, conf=CONF)
             second_state = cluster.wait_for_run(DAG_ID, second_run_id, timeout=120)
-            second_tries = _tries(cluster, second_run_id)
+            second_tries = cluster.tries(DAG_ID, second_run_id, TASK_ID)
             second_returned = cluster.returned(DAG_ID, second_run_id, TASK_ID)
             after_second_run = service.stats()
             logs = cluster.logs_tail()

@@ -69,7 +69,7 @@ from airflow_integrity.store.audit.schema import (
     record_from_row,
 )
 from airflow_integrity.store.audit.tail import PendingTail, existing_tail, pending_tail
-from airflow_integrity.store.connections import connection_lost, on_driver_connection, raw_connection
+from airflow_integrity.store.connections import on_driver_connection, raw_connection
 
 if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
@@ -377,10 +377,6 @@ def _with_connection(store: IntegrityStore, work: Callable[[Any], T]) -> T:
 
     try:
         return on_driver_connection(store, work)
-    except psycopg.OperationalError as exc:
-        if connection_lost(exc):
-            raise store._unavailable(exc) from exc
-        raise _refused(store, exc) from exc
     except psycopg.errors.DataError as exc:
         # The database found a value of the event it cannot store: the event's fault, not the store's.
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
