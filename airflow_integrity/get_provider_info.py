@@ -36,6 +36,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_integrity.operators.idempotent",
                     "airflow_integrity.operators.http",
+                    "airflow_integrity.operators.compensation",
                     "airflow_integrity.operators.validate",
                 ],
             }

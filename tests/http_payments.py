@@ -2,9 +2,10 @@
 
 ``POST /payments`` pays once per ``Idempotency-Key`` header: the first request with a key creates a payment
 (201); a repeated key gets the same payment back (200) without paying again, and a request without the header
-is refused (400). ``GET /stats`` reports every request and how many payments each key created, so tests can
-count effects where they happen. Each request record names the process that sent it when the request carries
-an ``X-Task-Pid`` header.
+is refused (400). ``POST /refunds`` with ``{"payment_id": ...}`` refunds a payment the same way, once per key
+(404 for a payment it never made). ``GET /stats`` reports every request, how many payments each key created
+and the refunds in the order they were made, so tests can count effects where they happen. Each request record
+names the process that sent it when the request carries an ``X-Task-Pid`` header.
 
 A test can make the service act and then go silent: after ``POST /control/hold`` with ``{"key": ..., "seconds":
 ...}``, the request that creates the payment for that key is not answered until ``POST /control/release`` with
@@ -36,11 +37,20 @@ DEFAULT_HOLD_SECONDS = 300.0
 _LOCK = threading.Lock()
 _PAYMENTS: dict[str, dict[str, Any]] = {}
 _CREATED: dict[str, int] = {}
+# Refunds by idempotency key, and the payment ids refunded in the order the refunds were made.
+_REFUNDS: dict[str, dict[str, Any]] = {}
+_REFUNDED: list[str] = []
 _REQUESTS: list[dict[str, Any]] = []
 # Keys whose creating request is to be held: key -> the longest hold, in seconds.
 _HOLDS: dict[str, float] = {}
 # Keys whose creating request is held right now: key -> set to answer it.
 _RELEASES: dict[str, threading.Event] = {}
+
+
+def _paid(body: Any) -> bool:
+    """Whether a refund request names a payment this service made (call with the lock held)."""
+    wanted = body.get("payment_id") if isinstance(body, dict) else None
+    return any(p["payment_id"] == wanted for p in _PAYMENTS.values())
 
 
 def _task_pid(value: str | None) -> int | None:
@@ -77,32 +87,43 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with _LOCK:
             _REQUESTS.append(record)
-        if self.path != "/payments":
+        if self.path not in ("/payments", "/refunds"):
             return self._answer(record, 404, {"error": f"no such endpoint {self.path}"})
         if not key:
             return self._answer(record, 400, {"error": "the Idempotency-Key header is required"})
+        body = json.loads(raw or b"null")
         release = threading.Event()
         with _LOCK:
-            if key in _PAYMENTS:
-                payment, hold_for = _PAYMENTS[key], None
+            made = _PAYMENTS if self.path == "/payments" else _REFUNDS
+            if key in made:
+                thing, hold_for = made[key], None
                 created = False
+            elif self.path == "/refunds" and not _paid(body):
+                return self._answer(record, 404, {"error": f"no payment {body!r} to refund"})
             else:
-                payment = {"payment_id": f"pay-{len(_PAYMENTS) + 1}", "request": json.loads(raw or b"null")}
-                _PAYMENTS[key] = payment
-                _CREATED[key] = _CREATED.get(key, 0) + 1
+                if self.path == "/payments":
+                    thing = {"payment_id": f"pay-{len(_PAYMENTS) + 1}", "request": body}
+                    _CREATED[key] = _CREATED.get(key, 0) + 1
+                else:
+                    thing = {"refund_id": f"ref-{len(_REFUNDS) + 1}", "payment_id": body["payment_id"]}
+                    _REFUNDED.append(body["payment_id"])
+                made[key] = thing
                 created = True
                 hold_for = _HOLDS.pop(key, None)
                 if hold_for is not None:
                     _RELEASES[key] = release
                     record["held"] = True
         if not created:
-            return self._answer(record, 200, payment, {"Idempotent-Replayed": "true"})
+            return self._answer(record, 200, thing, {"Idempotent-Replayed": "true"})
         if hold_for is not None:
-            # The payment exists; the caller hears nothing until released (or the hold runs out).
+            # The payment (refund) exists; the caller hears nothing until released (or the hold runs out).
             release.wait(hold_for)
             with _LOCK:
                 _RELEASES.pop(key, None)
-        self._answer(record, 201, payment, {"Location": f"/payments/{payment['payment_id']}"})
+        location = (
+            f"/payments/{thing['payment_id']}" if self.path == "/payments" else f"/refunds/{thing['refund_id']}"
+        )
+        self._answer(record, 201, thing, {"Location": location})
 
     def _answer(
         self, record: dict[str, Any], status: int, body: Any, headers: dict[str, str] | None = None
@@ -140,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "payments": len(_PAYMENTS),
                     "created_by_key": _CREATED,
+                    "payment_of_key": {key: payment["payment_id"] for key, payment in _PAYMENTS.items()},
+                    "refunded": _REFUNDED,
+                    "refunds_by_key": {key: refund["payment_id"] for key, refund in _REFUNDS.items()},
                     "requests": _REQUESTS,
                     "held": sorted(_RELEASES),
                 }

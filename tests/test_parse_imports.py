@@ -13,7 +13,8 @@ pytestmark = pytest.mark.unit
 IMPORTS = """
 from airflow_integrity.decorators.idempotent import idempotent_task
 from airflow_integrity.decorators.validated import validated_task
-from airflow_integrity.operators.http import IdempotentHttpOperator
+from airflow_integrity.operators.compensation import CompensateOperator, compensation
+from airflow_integrity.operators.http import HttpCompensation, IdempotentHttpOperator
 from airflow_integrity.operators.idempotent import IdempotentPythonOperator, current_claim
 from airflow_integrity.operators.validate import ValidateDataOperator
 from airflow_integrity.sensors.idempotency import IdempotencyKeySensor
@@ -23,6 +24,7 @@ from airflow_integrity.sensors.validated_data import ValidatedDataSensor
 RUN_TIME_ONLY = (
     "airflow_integrity.hooks.integrity",
     "airflow_integrity.hooks.idempotency",
+    "airflow_integrity.hooks.compensation",
     "airflow_integrity.hooks.validation",
     "airflow_integrity.hooks.data_sources",
     "airflow_integrity.store.store",

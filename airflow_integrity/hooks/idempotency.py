@@ -21,7 +21,9 @@ from airflow_integrity.hooks.events import build_event, redact_text
 from airflow_integrity.hooks.integrity import IntegrityCheckHook
 from airflow_integrity.store.errors import StoreError
 from airflow_integrity.store.ledger.codec import (
+    COMPENSATION_SUFFIX,
     check_durations,
+    compensation_key,
     inputs_digest,
     legacy_fingerprint,
     show_key,
@@ -39,6 +41,8 @@ from airflow_integrity.store.ledger.entries import (
     ResultNotSerializableError,
     ResultTooLargeError,
     StaleHolderError,
+    State,
+    describe_holder,
 )
 from airflow_integrity.store.ledger.heartbeat import LeaseHeartbeat
 from airflow_integrity.store.ledger.ledger import IdempotencyLedger
@@ -265,11 +269,37 @@ class IdempotencyGuard:
                 raise AirflowFailException(str(exc)) from exc
             if outcome.proceed:
                 return self._execute(ledger, outcome, work)
+            if outcome.status is ClaimStatus.REPLAY:
+                self._refuse_if_compensated(ledger)
             self.record(outcome.event, outcome.audit_details())
             if outcome.status is ClaimStatus.REPLAY:
                 log.info("%s", outcome.message)
                 return GuardedResult(outcome.result, outcome.status, outcome.fencing_token)
             raise AirflowFailException(outcome.message)
+
+    def _refuse_if_compensated(self, ledger: IdempotencyLedger) -> None:
+        """A completed key whose effect is being or was undone has no result to replay: refuse, audited."""
+        if self.key.endswith(COMPENSATION_SUFFIX):
+            return
+        undo = ledger.get(compensation_key(self.key), namespace=self.namespace)
+        if undo is None or undo.state is State.RELEASED:
+            return
+        details = {
+            "namespace": self.namespace,
+            "key": self.key,
+            "compensation_key": undo.key,
+            "compensation_state": undo.state.value,
+            "compensated_by": undo.holder,
+        }
+        self.record("refused_compensated", details)
+        done = "was undone" if undo.state is State.COMPLETED else f"is being undone ({undo.state.value})"
+        raise AirflowFailException(
+            f"The effect of idempotency key {show_key(self.key)} (namespace {self.namespace!r}) {done} by "
+            f"{describe_holder(undo.holder)}, so there is no result to replay and the key must not run again. "
+            "Start the process again under a new key; or, if the compensation did not happen, release "
+            f"{show_key(undo.key)} (airflow integrity ledger release {undo.key!r} --namespace {self.namespace!r} "
+            "--reason ...) to replay the original result."
+        )
 
     def _claim(self, ledger: IdempotencyLedger, *, wait: bool) -> ClaimOutcome:
         started, pause, announced = time.monotonic(), _FIRST_PAUSE, False

@@ -30,6 +30,7 @@ TASK_MODULES = (
     "airflow_integrity.audit",
     "airflow_integrity.listeners.approvals",
     "airflow_integrity.hooks.idempotency",
+    "airflow_integrity.hooks.compensation",
     "airflow_integrity.triggers.idempotency",
     "airflow_integrity.hooks.data_sources",
 )

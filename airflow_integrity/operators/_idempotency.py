@@ -56,6 +56,8 @@ class IdempotencyMixin:
 
     defer: Callable[..., Any]
     execute: Callable[..., Any]
+    # How to undo this task's effect when its process fails for good (see CompensateOperator); None: it is not.
+    compensate: Any = None
 
     def _init_idempotency(
         self,
@@ -87,6 +89,20 @@ class IdempotencyMixin:
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.max_wait = max_wait
+
+    def undo_effect(self, context: Context, result: Any, effect: dict[str, Any], claim: IdempotencyClaim) -> Any:
+        """Undo the effect this task made (its stored ``result``); return a JSON-serialisable result.
+
+        Runs inside the compensating task, under the compensation's claim. The default calls ``compensate``
+        with the result, passing the keyword arguments it declares among the task context, ``effect`` (the
+        key, namespace, fencing token and task of what is undone) and ``idempotency`` (the compensation's claim).
+        """
+        from airflow.sdk.bases.decorator import determine_kwargs
+
+        if not callable(self.compensate):
+            raise AirflowFailException(f"Task {self.task_id!r} declares no compensation callable.")
+        available = {**context, "effect": effect, "idempotency": claim.as_dict()}
+        return self.compensate(result, **determine_kwargs(self.compensate, [result], available))
 
     def build_guard(self, context: Context, default_inputs: Any) -> IdempotencyGuard:
         """The guard for this attempt: rendered key, fingerprint of the inputs, task identity."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.http.operators.http import HttpOperator
@@ -49,6 +50,48 @@ def summarize_response(response: Response, stored_headers: Sequence[str]) -> dic
     return summary
 
 
+@dataclass(frozen=True)
+class HttpCompensation:
+    """The request that undoes an ``IdempotentHttpOperator``'s effect, for example a refund of a payment.
+
+    Each field is a value or a callable of the stored response of the effect (``{"status_code", "headers",
+    "json" | "text"}``), so the request can name what the effect created::
+
+        HttpCompensation(
+            endpoint="/refunds",
+            data=lambda paid: {"payment_id": paid["json"]["payment_id"]},
+        )
+
+    The request carries the compensation's key (``<key>/compensation``) in the operator's idempotency header, so
+    the service can deduplicate it too. A response of 400 or more fails the compensation (retried).
+
+    Args:
+        endpoint: The endpoint to call.
+        method: The HTTP method.
+        data: The body: a dict or list is sent as JSON, anything else as given.
+        headers: Extra request headers.
+        http_conn_id: The connection (default: the effect's).
+    """
+
+    endpoint: str | Callable[[Any], str]
+    method: str = "POST"
+    data: Any = None
+    headers: Mapping[str, str] | Callable[[Any], Mapping[str, str]] | None = None
+    http_conn_id: str | None = None
+
+    def request(self, stored: Any) -> tuple[str, Any, dict[str, str]]:
+        """Endpoint, body and headers of the request undoing the effect whose stored response is ``stored``."""
+
+        def value(field: Any) -> Any:
+            return field(stored) if callable(field) else field
+
+        data, headers = value(self.data), dict(value(self.headers) or {})
+        if isinstance(data, (dict, list)):
+            data = json.dumps(data)
+            headers.setdefault("Content-Type", "application/json")
+        return str(value(self.endpoint)), data, headers
+
+
 class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
     """Call an HTTP endpoint at most once per idempotency key and replay the stored response afterwards.
 
@@ -71,6 +114,9 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         deferrable: Wait for another holder in the triggerer instead of in the worker.
         poll_interval: Seconds between looks at the ledger while deferred.
         max_wait: Longest wait for another holder, in seconds, before this try fails (retryably).
+        compensate: How to undo the effect when the process fails for good after it happened (run by the DAG's
+            ``CompensateOperator``, exactly once per effect): an ``HttpCompensation`` request, or a callable as
+            ``IdempotentPythonOperator`` takes.
         kwargs: Arguments of ``HttpOperator`` (``http_conn_id``, ``endpoint``, ``method``, ``data``,
             ``headers``, ``response_check``, ``response_filter`` - whose value, then, is the stored result and
             must be JSON-serialisable - ...).
@@ -92,10 +138,17 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
         max_wait: float | None = None,
+        compensate: HttpCompensation | Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> None:
         deferrable = default_deferrable() if deferrable is None else deferrable
         super().__init__(deferrable=False, **kwargs)
+        if compensate is not None and not (isinstance(compensate, HttpCompensation) or callable(compensate)):
+            raise TypeError(
+                f"Task {self.task_id!r}: compensate= must be an HttpCompensation (the request that undoes the "
+                f"effect) or a callable; got {type(compensate).__name__}."
+            )
+        self.compensate = compensate
         self._init_idempotency(
             key=key,
             namespace=namespace,
@@ -114,6 +167,22 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         """Claim the key, then call the endpoint, replay the stored response, wait, or refuse."""
         inputs = {"method": (self.method or "").upper(), "endpoint": self.endpoint, "data": self.data}
         return self.run_guarded(context, inputs, lambda claim: self._call(context, claim))
+
+    def undo_effect(self, context: Context, result: Any, effect: dict[str, Any], claim: IdempotencyClaim) -> Any:
+        """Send the ``HttpCompensation`` request (or call the callable) under the compensation's key."""
+        if not isinstance(self.compensate, HttpCompensation):
+            return super().undo_effect(context, result, effect, claim)
+        from airflow.providers.http.hooks.http import HttpHook
+
+        endpoint, data, headers = self.compensate.request(result)
+        headers[self.idempotency_header] = claim.key
+        method = self.compensate.method.upper()
+        hook = HttpHook(method=method, http_conn_id=self.compensate.http_conn_id or self.http_conn_id)
+        self.log.info(
+            "Undoing %s: %s %s with %s: %s", effect["key"], method, endpoint, self.idempotency_header, claim.key
+        )
+        response = hook.run(endpoint, data, headers, self.extra_options)
+        return summarize_response(response, self.stored_headers)
 
     def _call(self, context: Context, claim: IdempotencyClaim) -> Any:
         headers = {**self.headers, self.idempotency_header: claim.key}

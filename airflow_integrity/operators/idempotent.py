@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.python import PythonOperator
@@ -60,6 +60,9 @@ class IdempotentPythonOperator(IdempotencyMixin, PythonOperator):
         deferrable: Wait for another holder in the triggerer instead of in the worker.
         poll_interval: Seconds between looks at the ledger while deferred.
         max_wait: Longest wait for another holder, in seconds, before this try fails (retryably).
+        compensate: Undoes the effect when the process fails for good after it happened (run by the DAG's
+            ``CompensateOperator``, exactly once per effect): called with the stored result, and with
+            ``effect=``, ``idempotency=`` (the compensation's claim) and context values if it declares them.
         kwargs: Arguments of ``PythonOperator`` (``python_callable``, ``op_args``, ``op_kwargs``, ...).
     """
 
@@ -78,9 +81,16 @@ class IdempotentPythonOperator(IdempotencyMixin, PythonOperator):
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
         max_wait: float | None = None,
+        compensate: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if compensate is not None and not callable(compensate):
+            raise TypeError(
+                f"Task {self.task_id!r}: compensate= must be a callable that undoes the effect, for example "
+                f"def refund(result, idempotency): ...; got {type(compensate).__name__}."
+            )
+        self.compensate = compensate
         self._init_idempotency(
             key=key,
             namespace=namespace,

@@ -544,6 +544,17 @@ class AirflowCluster(ClusterRest):
         """PIDs of live processes started by this cluster: in one of its sessions, or carrying its marker."""
         return sorted(set(processes_in_sessions(self._session_ids)) | set(processes_with_marker(self.cluster_id)))
 
+    def kill_process(self, pid: int) -> None:
+        """SIGKILL one process of the cluster (a task's, say) and wait until it is gone."""
+        assert pid in self.surviving_processes(), f"pid {pid} is not a process of the cluster"
+        os.kill(pid, signal.SIGKILL)
+        poll_until(
+            lambda: None if pid in self.surviving_processes() else True,
+            timeout=10,
+            interval=0.1,
+            describe=lambda: f"process {pid} survived SIGKILL",
+        )
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, attempt: int = 1) -> str:
         """The raw log file of one task attempt under ``[logging] base_log_folder`` (empty if absent)."""
         relative = Path(f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}", f"attempt={attempt}.log")

@@ -10,9 +10,7 @@ the same claim, triggered over REST, replays the stored response without calling
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from airflow_integrity.store.audit.verify import verify
 from airflow_integrity.store.ledger.entries import State
 from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
-from tests.e2e.harness import AirflowCluster, poll_until
 from tests.http_payments import payments_service
 from tests.operators.support import idempotency_events
 
@@ -40,18 +37,6 @@ def _dags_folder(tmp_path: Path) -> Path:
     folder.mkdir()
     shutil.copy(Path(__file__).parent / "dags" / f"{DAG_ID}.py", folder)
     return folder
-
-
-def _kill(cluster: AirflowCluster, pid: int) -> None:
-    """SIGKILL one task process of the cluster and wait until it is gone."""
-    assert pid in cluster.surviving_processes(), f"pid {pid} is not a process of the cluster"
-    os.kill(pid, signal.SIGKILL)
-    poll_until(
-        lambda: None if pid in cluster.surviving_processes() else True,
-        timeout=10,
-        interval=0.1,
-        describe=lambda: f"task process {pid} survived SIGKILL",
-    )
 
 
 @pytest.mark.e2e
@@ -74,7 +59,7 @@ def test_a_task_killed_while_its_payment_is_in_flight_pays_once(
             cluster.wait_for_dag(DAG_ID, timeout=120)
             run_id = cluster.trigger(DAG_ID, conf=CONF)
             held = service.wait_for_held(KEY, timeout=120)
-            _kill(cluster, held["task_pid"])
+            cluster.kill_process(held["task_pid"])
             state = cluster.wait_for_run(DAG_ID, run_id, timeout=180)
             tries = cluster.tries(DAG_ID, run_id, TASK_ID)
             returned = cluster.returned(DAG_ID, run_id, TASK_ID)

@@ -46,6 +46,19 @@ def show_key(key: str, limit: int = 80) -> str:
     return repr(key if len(key) <= limit else key[: limit - 1] + "…")
 
 
+COMPENSATION_SUFFIX = "/compensation"
+
+
+def compensation_key(key: str) -> str:
+    """The key under which the undoing of ``key``'s effect runs, in the same namespace: ``<key>/compensation``
+    (a key too long for the suffix keeps its start and a hash of the whole, so two keys never share one)."""
+    room = MAX_KEY_LENGTH - len(COMPENSATION_SUFFIX)
+    if len(key) <= room:
+        return key + COMPENSATION_SUFFIX
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{key[: room - len(digest) - 1]}~{digest}{COMPENSATION_SUFFIX}"
+
+
 def validate_key(key: object, namespace: str) -> str:
     """Return ``key`` if it can be an idempotency key, else raise ``InvalidKeyError``.
 

@@ -25,11 +25,12 @@ MAX_PAGE = 500
 _LISTED = ENTRY_COLUMNS.replace("result_json", "NULL AS result_json")
 
 
-def origin_dag_sql(dialect: str, field: str = "dag_id") -> str:
-    """SQL for a field (``dag_id``, ``run_id``) of a ledger row's origin (NULL for a key claimed outside a DAG)."""
+def origin_dag_sql(dialect: str, field: str = "dag_id", column: str = "origin") -> str:
+    """SQL for a field (``dag_id``, ``run_id``) of a ledger row's origin, or of another JSON ``column`` such as
+    ``holder`` (NULL for a key claimed outside a DAG)."""
     if dialect == "postgresql":
-        return f"(CAST(origin AS jsonb) ->> '{field}')"
-    return f"json_extract(origin, '$.{field}')"
+        return f"(CAST({column} AS jsonb) ->> '{field}')"
+    return f"json_extract({column}, '$.{field}')"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,19 @@ def list_keys(
     with store.read() as conn:
         rows = conn.execute(bind_scope(text(sql), params), params).all()
     return [(int(row[0]), entry_from_row(tuple(row))) for row in rows]
+
+
+def completed_by_run(store: IntegrityStore, dag_id: str, run_id: str) -> list[LedgerEntry]:
+    """The keys a DAG run's tasks completed (the holder that completed them is of that run), in the order they
+    were completed: the effects that run made. A key the run only replayed belongs to the run that completed it."""
+    holder = {field: origin_dag_sql(store.backend, field, column="holder") for field in ("dag_id", "run_id")}
+    sql = (
+        f"SELECT {ENTRY_COLUMNS} FROM integrity_ledger WHERE state = 'completed' "
+        f"AND {holder['dag_id']} = :dag_id AND {holder['run_id']} = :run_id ORDER BY completed_at, id"
+    )
+    with store.read() as conn:
+        rows = conn.execute(text(sql), {"dag_id": dag_id, "run_id": run_id}).all()
+    return [entry_from_row(tuple(row)) for row in rows]
 
 
 def namespaces(store: IntegrityStore) -> list[str]:

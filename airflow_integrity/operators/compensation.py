@@ -1,0 +1,211 @@
+"""``CompensateOperator``: when a process fails for good, undo the effects its run made, newest first.
+
+A DAG run's effects are the idempotency keys its tasks completed. Tasks that can undo theirs declare how
+(``compensate=`` on ``@task.idempotent``, ``IdempotentPythonOperator`` and ``IdempotentHttpOperator``). The
+compensating task is a teardown downstream of every other task, added last with ``compensation()``::
+
+    @dag(...)
+    def claims_payment():
+        pay = IdempotentHttpOperator(..., compensate=HttpCompensation(endpoint="/refunds", data=...))
+        ...
+        compensation()
+
+It waits until every task is done (retries included), then looks at the run: when a task failed or a person
+rejected an approval, it undoes each effect exactly once, in the reverse order of completion; otherwise it
+skips. The grid shows it as the run's teardown; the run's own state still comes from the process's tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_integrity.compat import AirflowFailException, AirflowSkipException
+from airflow_integrity.operators._idempotency import holder_of
+from airflow_integrity.store.ledger.defaults import DEFAULT_LEASE_SECONDS
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_integrity.hooks.compensation import Effect
+
+__all__ = ["CompensateOperator", "compensation"]
+
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+
+
+class CompensateOperator(BaseOperator):
+    """Undo, exactly once each and newest first, the effects a DAG run made, when its process failed for good.
+
+    Add it with :func:`compensation` as the last statement of the DAG: a teardown downstream of every other
+    task. Each undo runs under the key ``<key>/compensation`` (a retry or a concurrent duplicate replays it
+    instead of undoing twice; a killed attempt is taken over with a higher fencing token) and is audited as
+    ``compensation.started`` / ``completed`` / ``failed``. An effect whose task declares no compensation is
+    reported as ``compensation.not_declared`` and left for a person. When an undo fails, the effects older than
+    it are left as they are (an undo may depend on the newer ones being undone first) and the task fails; its
+    retries start again from the newest effect not yet undone. After the last retry the failure is for good: the
+    task stays failed, ``compensation.failed`` says ``"final": true``, and a person resolves it (fix the cause,
+    clear the task).
+
+    Args:
+        business_key: Business key of the compensation's audit events (templated; default: each effect's own).
+        integrity_conn_id: Connection of the integrity store (default: ``[integrity] conn_id``).
+        lease_seconds: How long a compensation's claim stays live without a heartbeat.
+        kwargs: Arguments of ``BaseOperator`` (``retries`` defaults to 3).
+    """
+
+    template_fields: Sequence[str] = ("business_key",)
+    ui_color = "#f6e3d4"
+
+    def __init__(
+        self,
+        *,
+        business_key: str | None = None,
+        integrity_conn_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 3)
+        super().__init__(**kwargs)
+        self.business_key = business_key
+        self.integrity_conn_id = integrity_conn_id
+        self.lease_seconds = lease_seconds
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Skip when the process did not fail; else undo its run's effects, newest first."""
+        from airflow_integrity.hooks.compensation import effects_of_run
+
+        dag, ti = context["dag"], context["ti"]
+        self._check_wiring(dag)
+        reasons = self._failure_reasons(context)
+        if not reasons:
+            raise AirflowSkipException("The process did not fail: nothing to compensate.")
+        self.log.info("The process failed (%s): undoing its effects, newest first.", "; ".join(reasons))
+        effects = effects_of_run(ti.dag_id, ti.run_id, integrity_conn_id=self.integrity_conn_id)
+        undone: list[str] = []
+        replayed: list[str] = []
+        undeclared: list[str] = []
+        for effect in effects:
+            task = dag.task_dict.get(effect.task_id) if effect.task_id else None
+            if isinstance(task, CompensateOperator):
+                continue  # a compensation this task (or another compensating one) completed
+            if task is None or getattr(task, "compensate", None) is None:
+                undeclared.append(self._not_declared(context, effect, task))
+                continue
+            outcome = self._undo(context, task, effect)
+            (replayed if outcome.replayed else undone).append(effect.entry.key)
+        summary = {"reasons": reasons, "undone": undone, "replayed": replayed, "not_declared": undeclared}
+        self.log.info("Compensation done: %s", summary)
+        return summary
+
+    # -- when ---------------------------------------------------------------------------------------
+
+    def _check_wiring(self, dag: Any) -> None:
+        missing = sorted(
+            t.task_id
+            for t in dag.tasks
+            if t.task_id != self.task_id and not t.is_teardown and t.task_id not in self.upstream_task_ids
+        )
+        if missing:
+            raise AirflowFailException(
+                f"Task {self.task_id!r} must run after every task of DAG {dag.dag_id!r} so that it sees every "
+                f"effect; these are not upstream of it: {', '.join(missing)}. Call compensation() as the last "
+                "statement of the DAG, after every task is defined."
+            )
+
+    def _failure_reasons(self, context: Context) -> list[str]:
+        """Why the process failed for good: failed tasks, rejected approvals (empty: it did not fail)."""
+        dag, ti = context["dag"], context["ti"]
+        teardowns = {t.task_id for t in dag.tasks if t.is_teardown}
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        reasons = [
+            f"task {name} {state}"
+            for name, state in sorted(states.items())
+            if state in FAILED_STATES and _task_of(name, teardowns) is None
+        ]
+        for task in dag.tasks:
+            reject = getattr(task, "REJECT", None)
+            if reject is None or task.task_id in teardowns:
+                continue
+            answer = ti.xcom_pull(task_ids=task.task_id)
+            if isinstance(answer, dict) and reject in (answer.get("chosen_options") or []):
+                who = answer.get("responded_by_user") or {}
+                name = who.get("name") if isinstance(who, dict) else None
+                reasons.append(f"approval {task.task_id} rejected" + (f" by {name}" if name else ""))
+        return reasons
+
+    # -- how ----------------------------------------------------------------------------------------
+
+    def _undo(self, context: Context, task: Any, effect: Effect) -> Any:
+        from airflow_integrity.hooks.compensation import compensate
+
+        ti = context["ti"]
+        named = effect.as_dict()
+        return compensate(
+            effect,
+            lambda result, claim: task.undo_effect(context, result, named, claim),
+            holder=holder_of(context),
+            business_key=self.business_key or self._business_key_of(context, task, effect),
+            integrity_conn_id=self.integrity_conn_id,
+            task_instance=ti,
+            lease_seconds=self.lease_seconds,
+            final_attempt=ti.try_number > (self.retries or 0),
+        )
+
+    def _business_key_of(self, context: Context, task: Any, effect: Effect) -> str:
+        """The business key the effect's own events carried: its task's ``business_key`` rendered for this run,
+        else the effect's key."""
+        template = getattr(task, "business_key", None)
+        if not isinstance(template, str) or not template:
+            return effect.entry.key
+        try:
+            rendered = task.render_template(template, context)
+        except Exception:
+            self.log.warning("business_key of task %r could not be rendered here; using the key", task.task_id)
+            return effect.entry.key
+        return rendered if isinstance(rendered, str) and rendered else effect.entry.key
+
+    def _not_declared(self, context: Context, effect: Effect, task: Any) -> str:
+        from airflow_integrity.hooks.events import build_event
+        from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+        where = "is no longer in the DAG" if task is None else "declares no compensate="
+        self.log.warning(
+            "Effect %r cannot be undone here: its task %s %s.", effect.entry.key, effect.task_id, where
+        )
+        IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id).record_event(
+            build_event(
+                "compensation.not_declared",
+                task_instance=context["ti"],
+                business_key=effect.entry.key,
+                details={"effect": effect.as_dict(), "reason": f"task {effect.task_id} {where}"},
+            )
+        )
+        return effect.entry.key
+
+
+def _task_of(name: str, task_ids: Iterable[str]) -> str | None:
+    """The task of a task-state name (``task`` or ``task_<map index>``) among ``task_ids``."""
+    for task_id in task_ids:
+        if name == task_id or (name.startswith(task_id + "_") and name[len(task_id) + 1 :].isdigit()):
+            return task_id
+    return None
+
+
+def compensation(task_id: str = "compensate", **kwargs: Any) -> CompensateOperator:
+    """Add the DAG's compensating task: a teardown downstream of every task defined so far (call it last).
+
+    Args:
+        task_id: Its task id.
+        kwargs: Arguments of ``CompensateOperator``.
+    """
+    task = CompensateOperator(task_id=task_id, **kwargs)
+    if not task.has_dag():
+        raise RuntimeError("compensation() adds a task to a DAG: call it inside a `with DAG(...)` or @dag body.")
+    for other in task.dag.tasks:
+        if other is not task and not other.is_teardown:
+            other >> task
+    task.as_teardown()
+    return task
