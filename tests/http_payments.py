@@ -3,9 +3,10 @@
 ``POST /payments`` pays once per ``Idempotency-Key`` header: the first request with a key creates a payment
 (201); a repeated key gets the same payment back (200) without paying again, and a request without the header
 is refused (400). ``POST /refunds`` with ``{"payment_id": ...}`` refunds a payment the same way, once per key
-(404 for a payment it never made). ``GET /stats`` reports every request, how many payments each key created
-and the refunds in the order they were made, so tests can count effects where they happen. Each request record
-names the process that sent it when the request carries an ``X-Task-Pid`` header.
+(404 for a payment it never made). Any path under ``/down/`` answers 503 Service Unavailable and does nothing.
+``GET /stats`` reports every request, how many payments each key created and the refunds in the order they were
+made, so tests can count effects where they happen. Each request record names the process that sent it when
+the request carries an ``X-Task-Pid`` header.
 
 A test can make the service act and then go silent: after ``POST /control/hold`` with ``{"key": ..., "seconds":
 ...}``, the request that creates the payment for that key is not answered until ``POST /control/release`` with
@@ -87,6 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with _LOCK:
             _REQUESTS.append(record)
+        if self.path.startswith("/down/"):
+            return self._answer(record, 503, {"error": "service unavailable, nothing done"})
         if self.path not in ("/payments", "/refunds"):
             return self._answer(record, 404, {"error": f"no such endpoint {self.path}"})
         if not key:

@@ -116,13 +116,23 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         max_wait: Longest wait for another holder, in seconds, before this try fails (retryably).
         compensate: How to undo the effect when the process fails for good after it happened (run by the DAG's
             ``CompensateOperator``, exactly once per effect): an ``HttpCompensation`` request, or a callable as
-            ``IdempotentPythonOperator`` takes.
+            ``IdempotentPythonOperator`` takes. An effect made through the fallback is undone through it.
+        fallback_http_conn_id: A second provider's connection (templated), called with the same request and key
+            only when the primary provably did nothing: it refused the connection, could not be reached in
+            time, or answered 503 Service Unavailable. A request that may have reached the primary (a timeout
+            or a dropped connection after sending) is never sent to the fallback: the task fails without retry
+            for a person to check. Audited as ``fallback.used`` with the reason; the stored response then
+            carries ``"fallback": {"http_conn_id", "reason"}``.
         kwargs: Arguments of ``HttpOperator`` (``http_conn_id``, ``endpoint``, ``method``, ``data``,
             ``headers``, ``response_check``, ``response_filter`` - whose value, then, is the stored result and
             must be JSON-serialisable - ...).
     """
 
-    template_fields: Sequence[str] = (*HttpOperator.template_fields, *IDEMPOTENCY_TEMPLATE_FIELDS)
+    template_fields: Sequence[str] = (
+        *HttpOperator.template_fields,
+        *IDEMPOTENCY_TEMPLATE_FIELDS,
+        "fallback_http_conn_id",
+    )
 
     def __init__(
         self,
@@ -139,10 +149,17 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         poll_interval: float = 5.0,
         max_wait: float | None = None,
         compensate: HttpCompensation | Callable[..., Any] | None = None,
+        fallback_http_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         deferrable = default_deferrable() if deferrable is None else deferrable
         super().__init__(deferrable=False, **kwargs)
+        if fallback_http_conn_id is not None and self.retry_args:
+            raise ValueError(
+                f"Task {self.task_id!r}: fallback_http_conn_id= and retry_args= cannot be combined (a retried "
+                "request may have reached the primary); let the task's retries call the primary again instead."
+            )
+        self.fallback_http_conn_id = fallback_http_conn_id
         if compensate is not None and not (isinstance(compensate, HttpCompensation) or callable(compensate)):
             raise TypeError(
                 f"Task {self.task_id!r}: compensate= must be an HttpCompensation (the request that undoes the "
@@ -177,7 +194,8 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         endpoint, data, headers = self.compensate.request(result)
         headers[self.idempotency_header] = claim.key
         method = self.compensate.method.upper()
-        hook = HttpHook(method=method, http_conn_id=self.compensate.http_conn_id or self.http_conn_id)
+        via = (result.get("fallback") or {}).get("http_conn_id") if isinstance(result, dict) else None
+        hook = HttpHook(method=method, http_conn_id=via or self.compensate.http_conn_id or self.http_conn_id)
         self.log.info(
             "Undoing %s: %s %s with %s: %s", effect["key"], method, endpoint, self.idempotency_header, claim.key
         )
@@ -188,10 +206,13 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         headers = {**self.headers, self.idempotency_header: claim.key}
         hook = self.hook
         self.log.info("Calling %s %s with %s: %s", self.method, self.endpoint, self.idempotency_header, claim.key)
+        fallback = None
         if self.retry_args:
             response = hook.run_with_advanced_retry(
                 self.retry_args, self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs
             )
+        elif self.fallback_http_conn_id:
+            response, fallback = self._call_with_fallback(hook, headers, claim)
         else:
             response = hook.run(self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs)
         if self.response_check or self.response_filter:
@@ -209,4 +230,90 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
                 ) from exc
             if self.response_filter:
                 return processed
-        return summarize_response(response, self.stored_headers)
+        summary = summarize_response(response, self.stored_headers)
+        if fallback is not None:
+            summary["fallback"] = fallback
+        return summary
+
+    def _call_with_fallback(
+        self, hook: Any, headers: dict[str, Any], claim: IdempotencyClaim
+    ) -> tuple[Response, dict[str, str] | None]:
+        """Send to the primary; only when it provably did nothing, to the fallback (audited); return the response
+        and, when the fallback answered, which connection and why."""
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import RequestException
+
+        unchecked = {**self.extra_options, "check_response": False}
+        try:
+            response = hook.run(self.endpoint, self.data, headers, unchecked, **self.request_kwargs)
+        except RequestException as exc:
+            if not (isinstance(exc, RequestsConnectionError) and nothing_sent(exc)):
+                raise self._maybe_sent(claim, exc) from exc
+            reason = f"the primary could not be reached: {type(exc).__name__}: {exc}"
+        else:
+            if response.status_code != 503:
+                hook.check_response(response)
+                return response, None
+            reason = f"the primary answered 503 {response.reason} without accepting the request"
+        fallback_conn_id = str(self.fallback_http_conn_id)
+        self.log.warning("Calling the fallback %r for key %r: %s", fallback_conn_id, claim.key, reason)
+        self._record_fallback(claim, fallback_conn_id, reason)
+        from airflow.sdk import BaseHook
+
+        second = BaseHook.get_connection(fallback_conn_id).get_hook(
+            hook_params={
+                "method": self.method,
+                "auth_type": self.auth_type,
+                "tcp_keep_alive": self.tcp_keep_alive,
+                "tcp_keep_alive_idle": self.tcp_keep_alive_idle,
+                "tcp_keep_alive_count": self.tcp_keep_alive_count,
+                "tcp_keep_alive_interval": self.tcp_keep_alive_interval,
+            }
+        )
+        try:
+            response = second.run(self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs)
+        except RequestException as exc:
+            if isinstance(exc, RequestsConnectionError) and nothing_sent(exc):
+                raise  # neither provider did anything: the task's retry may try again
+            raise self._maybe_sent(claim, exc, fallback_conn_id) from exc
+        return response, {"http_conn_id": fallback_conn_id, "reason": reason}
+
+    def _maybe_sent(
+        self, claim: IdempotencyClaim, exc: Exception, conn_id: str | None = None
+    ) -> AirflowFailException:
+        where = f"the fallback {conn_id!r}" if conn_id else f"the primary {self.http_conn_id!r}"
+        return AirflowFailException(
+            f"{(self.method or '').upper()} {self.endpoint} to {where} may have been received before it failed "
+            f"({type(exc).__name__}: {exc}), so it is neither sent again nor sent elsewhere. Idempotency key "
+            f"{claim.key!r} is marked failed without retry: check with the provider whether the effect happened, "
+            f"then release the key (airflow integrity ledger release {claim.key!r} --namespace "
+            f"{claim.namespace!r} --reason ...) if it must be sent again."
+        )
+
+    def _record_fallback(self, claim: IdempotencyClaim, fallback_conn_id: str, reason: str) -> None:
+        from airflow_integrity.hooks.events import build_event
+        from airflow_integrity.hooks.integrity import IntegrityCheckHook
+
+        IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id).record_event(
+            build_event(
+                "fallback.used",
+                business_key=self.business_key or claim.key,
+                details={
+                    "namespace": claim.namespace,
+                    "key": claim.key,
+                    "fencing_token": claim.fencing_token,
+                    "primary": self.http_conn_id,
+                    "fallback": fallback_conn_id,
+                    "reason": reason,
+                },
+            )
+        )
+
+
+def nothing_sent(exc: Exception) -> bool:
+    """Whether a ``requests`` connection error happened before a connection existed (refused, unreachable, no
+    name, connect timeout): then the request was never sent."""
+    from urllib3.exceptions import ConnectTimeoutError
+
+    reason = exc.args[0] if exc.args else None
+    return isinstance(getattr(reason, "reason", reason), ConnectTimeoutError)
