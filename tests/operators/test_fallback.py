@@ -43,6 +43,10 @@ def _trail(url: str, key: str) -> list[tuple[str, dict]]:
         store.engine.dispose()
 
 
+def _pay(run):  # type: ignore[no-untyped-def]
+    return next(ti for ti in run.get_task_instances() if ti.task_id == "pay")
+
+
 def _entry(url: str, key: str):  # type: ignore[no-untyped-def]
     with IdempotencyLedger(IntegrityStore(StoreLocation.from_url(url)), namespace="tests") as ledger:
         return ledger.get(key)
@@ -70,8 +74,7 @@ def test_a_primary_that_did_nothing_routes_the_effect_to_the_fallback_once(
     assert on_fallback["requests"][0]["key"] == key  # the same idempotency key travels to the fallback
     assert on_primary["payments"] == 0
     assert len(on_primary["requests"]) == (1 if primary_fault == "503" else 0)
-    (ti,) = first.get_task_instances()
-    assert ti.try_number == 1
+    assert _pay(first).try_number == 1
     entry = _entry(store_conn_env, key)
     assert entry is not None and entry.state is State.COMPLETED
     trail = _trail(store_conn_env, key)
@@ -104,8 +107,7 @@ def test_a_request_that_may_have_reached_the_primary_is_never_sent_to_the_fallba
         on_primary, on_fallback = primary.stats(), fallback.stats()
 
     assert run.state == DagRunState.FAILED
-    (ti,) = run.get_task_instances()
-    assert ti.try_number == 1  # failed without retry although the task has one
+    assert _pay(run).try_number == 1  # failed without retry although the task has one
     assert on_fallback["requests"] == []
     assert on_primary["created_by_key"] == {"fallback-slow": 1}
     entry = _entry(store_conn_env, "fallback-slow")
@@ -113,3 +115,21 @@ def test_a_request_that_may_have_reached_the_primary_is_never_sent_to_the_fallba
     assert "may have been received" in (entry.error or "")
     events = [e["event"] for e in idempotency_events(store_conn_env, "fallback-slow")]
     assert events == ["claimed", "failed"]
+
+
+def test_an_effect_made_through_the_fallback_is_undone_through_it(
+    airflow_db, store_conn_env: str, monkeypatch: pytest.MonkeyPatch, closed_port: int
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    dag = load_fixture_dag("fallback_payments")
+    with payments_service() as fallback:
+        monkeypatch.setenv("AIRFLOW_CONN_PRIMARY_API", f"http://127.0.0.1:{closed_port}")
+        monkeypatch.setenv("AIRFLOW_CONN_FALLBACK_API", fallback.url)
+        run = dag.test(run_conf={"claim_id": "undo", "fail": True})
+        stats = fallback.stats()
+
+    assert run.state == DagRunState.FAILED
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["compensate"] == "success"
+    assert stats["refunded"] == [stats["payment_of_key"]["fallback-undo"]]
+    assert stats["refunds_by_key"] == {"fallback-undo/compensation": stats["payment_of_key"]["fallback-undo"]}
