@@ -6,8 +6,11 @@ calls the payments API (sending the key as the ``Idempotency-Key`` header), ever
 stored response. Every decision (claimed, completed, replayed, ...) lands in the audit trail under the
 business key ``claim-<id>``.
 
-Needs an HTTP connection ``payments_api`` pointing at the payments service
-(for example ``AIRFLOW_CONN_PAYMENTS_API=https://payments.internal``).
+If a later step fails for good after the payment, ``compensate`` (added by ``compensation()``) refunds it,
+exactly once, under the key ``claim-<id>/compensation``.
+
+Needs an HTTP connection ``payments_api`` pointing at the payments service: `make run` points it at the demo
+services, production at the real one (for example ``AIRFLOW_CONN_PAYMENTS_API=https://payments.internal``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from airflow_integrity.audit import fingerprint, record
-from airflow_integrity.operators.http import IdempotentHttpOperator
+from airflow_integrity.operators.compensation import compensation
+from airflow_integrity.operators.http import HttpCompensation, IdempotentHttpOperator
 
 
 @dag(
@@ -47,6 +51,9 @@ def claims_payment():
         key="claim-{{ params.claim_id }}",
         namespace="payments",
         retries=3,
+        compensate=HttpCompensation(
+            endpoint="/refunds", data=lambda paid: {"payment_id": paid["json"]["payment_id"]}
+        ),
     )
 
     @task
@@ -57,6 +64,7 @@ def claims_payment():
 
     approve_claim() >> pay_claim
     confirm_payment(pay_claim.output)
+    compensation()
 
 
 claims_payment()

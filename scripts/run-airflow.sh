@@ -39,6 +39,15 @@ PASSWORD="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["adm
 airflow db migrate >/dev/null
 airflow integrity db migrate
 
+# DEMO ONLY: the payments, ERP, credit bureaus and lender the example DAGs call, in memory on a free loopback
+# port; it writes the example DAGs' connections (AIRFLOW_CONN_*) and stops when Airflow does.
+DEMO_ENV="$AIRFLOW_HOME/demo-connections.env"
+rm -f "$DEMO_ENV"
+python "$ROOT/demo/services.py" --env-file "$DEMO_ENV" > "$AIRFLOW_HOME/demo-services.url" &
+for _ in $(seq 1 100); do [ -s "$DEMO_ENV" ] && break; sleep 0.1; done
+# shellcheck disable=SC1090
+. "$DEMO_ENV"
+
 announce() {
     for _ in $(seq 1 600); do
         if python - "$PORT" <<'PY' 2>/dev/null; then
@@ -51,6 +60,7 @@ PY
             printf ' Log in as:      admin / %s\n' "$PASSWORD"
             printf ' (password kept in %s)\n' "$PASSWORDS"
             printf ' Integrity view: http://localhost:%s/integrity/ui/\n' "$PORT"
+            printf ' Demo services:  %s (payments, ERP, credit bureaus, lender)\n' "$(cat "$AIRFLOW_HOME/demo-services.url")"
             printf '============================================================\n\n'
             return
         fi

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
 
     from airflow_integrity.hooks.idempotency import IdempotencyClaim, IdempotencyGuard
 
+# compensate= of an effect that needs no undoing (a credit bureau pull, a notification): the compensating task
+# leaves it as it is, without reporting it as undeclared.
+NOTHING_TO_UNDO = "nothing to undo"
+
 # The options every idempotent operator templates (besides its own).
 IDEMPOTENCY_TEMPLATE_FIELDS = ("key", "namespace", "business_key", "fingerprint_inputs")
 

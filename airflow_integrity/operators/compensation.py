@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_integrity.compat import AirflowFailException, AirflowSkipException
-from airflow_integrity.operators._idempotency import holder_of
+from airflow_integrity.operators._idempotency import NOTHING_TO_UNDO, holder_of
 from airflow_integrity.store.ledger.defaults import DEFAULT_LEASE_SECONDS
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from airflow_integrity.hooks.compensation import Effect
 
-__all__ = ["CompensateOperator", "compensation"]
+__all__ = ["NOTHING_TO_UNDO", "CompensateOperator", "compensation"]
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 
@@ -43,7 +43,8 @@ class CompensateOperator(BaseOperator):
     task. Each undo runs under the key ``<key>/compensation`` (a retry or a concurrent duplicate replays it
     instead of undoing twice; a killed attempt is taken over with a higher fencing token) and is audited as
     ``compensation.started`` / ``completed`` / ``failed``. An effect whose task declares no compensation is
-    reported as ``compensation.not_declared`` and left for a person. When an undo fails, the effects older than
+    reported as ``compensation.not_declared`` and left for a person (one declared ``NOTHING_TO_UNDO`` is left
+    as it is, silently). When an undo fails, the effects older than
     it are left as they are (an undo may depend on the newer ones being undone first) and the task fails; its
     retries start again from the newest effect not yet undone. After the last retry the failure is for good: the
     task stays failed, ``compensation.failed`` says ``"final": true``, and a person resolves it (fix the cause,
@@ -87,16 +88,26 @@ class CompensateOperator(BaseOperator):
         undone: list[str] = []
         replayed: list[str] = []
         undeclared: list[str] = []
+        kept: list[str] = []
         for effect in effects:
             task = dag.task_dict.get(effect.task_id) if effect.task_id else None
             if isinstance(task, CompensateOperator):
                 continue  # a compensation this task (or another compensating one) completed
+            if task is not None and getattr(task, "compensate", None) == NOTHING_TO_UNDO:
+                kept.append(effect.entry.key)
+                continue
             if task is None or getattr(task, "compensate", None) is None:
                 undeclared.append(self._not_declared(context, effect, task))
                 continue
             outcome = self._undo(context, task, effect)
             (replayed if outcome.replayed else undone).append(effect.entry.key)
-        summary = {"reasons": reasons, "undone": undone, "replayed": replayed, "not_declared": undeclared}
+        summary = {
+            "reasons": reasons,
+            "undone": undone,
+            "replayed": replayed,
+            "nothing_to_undo": kept,
+            "not_declared": undeclared,
+        }
         self.log.info("Compensation done: %s", summary)
         return summary
 

@@ -12,6 +12,7 @@ from airflow.providers.http.operators.http import HttpOperator
 from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
+    NOTHING_TO_UNDO,
     IdempotencyMixin,
 )
 from airflow_integrity.settings import default_deferrable
@@ -116,7 +117,8 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         max_wait: Longest wait for another holder, in seconds, before this try fails (retryably).
         compensate: How to undo the effect when the process fails for good after it happened (run by the DAG's
             ``CompensateOperator``, exactly once per effect): an ``HttpCompensation`` request, or a callable as
-            ``IdempotentPythonOperator`` takes. An effect made through the fallback is undone through it.
+            ``IdempotentPythonOperator`` takes, or ``NOTHING_TO_UNDO``. An effect made through the fallback is
+            undone through it.
         fallback_http_conn_id: A second provider's connection (templated), called with the same request and key
             only when the primary provably did nothing: it refused the connection, could not be reached in
             time, or answered 503 Service Unavailable. A request that may have reached the primary (a timeout
@@ -148,7 +150,7 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
         max_wait: float | None = None,
-        compensate: HttpCompensation | Callable[..., Any] | None = None,
+        compensate: HttpCompensation | Callable[..., Any] | str | None = None,
         fallback_http_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -160,10 +162,12 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
                 "request may have reached the primary); let the task's retries call the primary again instead."
             )
         self.fallback_http_conn_id = fallback_http_conn_id
-        if compensate is not None and not (isinstance(compensate, HttpCompensation) or callable(compensate)):
+        if compensate is not None and not (
+            isinstance(compensate, HttpCompensation) or callable(compensate) or compensate == NOTHING_TO_UNDO
+        ):
             raise TypeError(
                 f"Task {self.task_id!r}: compensate= must be an HttpCompensation (the request that undoes the "
-                f"effect) or a callable; got {type(compensate).__name__}."
+                f"effect), a callable, or NOTHING_TO_UNDO; got {type(compensate).__name__}."
             )
         self.compensate = compensate
         self._init_idempotency(

@@ -10,6 +10,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow_integrity.compat import AirflowFailException
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
+    NOTHING_TO_UNDO,
     IdempotencyMixin,
 )
 from airflow_integrity.settings import default_deferrable
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from airflow_integrity.hooks.idempotency import IdempotencyClaim
 
-__all__ = ["IdempotentPythonOperator", "current_claim"]
+__all__ = ["NOTHING_TO_UNDO", "IdempotentPythonOperator", "current_claim"]
 
 
 def current_claim() -> IdempotencyClaim | None:
@@ -62,7 +63,8 @@ class IdempotentPythonOperator(IdempotencyMixin, PythonOperator):
         max_wait: Longest wait for another holder, in seconds, before this try fails (retryably).
         compensate: Undoes the effect when the process fails for good after it happened (run by the DAG's
             ``CompensateOperator``, exactly once per effect): called with the stored result, and with
-            ``effect=``, ``idempotency=`` (the compensation's claim) and context values if it declares them.
+            ``effect=``, ``idempotency=`` (the compensation's claim) and context values if it declares them;
+            ``NOTHING_TO_UNDO`` for an effect that needs no undoing.
         kwargs: Arguments of ``PythonOperator`` (``python_callable``, ``op_args``, ``op_kwargs``, ...).
     """
 
@@ -81,14 +83,14 @@ class IdempotentPythonOperator(IdempotencyMixin, PythonOperator):
         deferrable: bool | None = None,
         poll_interval: float = 5.0,
         max_wait: float | None = None,
-        compensate: Callable[..., Any] | None = None,
+        compensate: Callable[..., Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if compensate is not None and not callable(compensate):
+        if compensate is not None and compensate != NOTHING_TO_UNDO and not callable(compensate):
             raise TypeError(
                 f"Task {self.task_id!r}: compensate= must be a callable that undoes the effect, for example "
-                f"def refund(result, idempotency): ...; got {type(compensate).__name__}."
+                f"def refund(result, idempotency): ..., or NOTHING_TO_UNDO; got {type(compensate).__name__}."
             )
         self.compensate = compensate
         self._init_idempotency(

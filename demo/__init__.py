@@ -1,0 +1,1 @@
+"""Demo services for the example DAGs (not part of the airflow-integrity package)."""
