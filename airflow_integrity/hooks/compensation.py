@@ -23,7 +23,7 @@ from airflow_integrity.store.ledger.defaults import DEFAULT_LEASE_SECONDS
 from airflow_integrity.store.ledger.entries import LedgerEntry
 from airflow_integrity.store.ledger.listing import completed_by_run
 
-__all__ = ["EVENT_PREFIX", "Effect", "Undo", "compensate", "effects_of_run"]
+__all__ = ["EVENT_PREFIX", "Effect", "Undo", "compensate", "effects_of_run", "rejections_in_run"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,23 @@ def effects_of_run(dag_id: str, run_id: str, *, integrity_conn_id: str | None = 
     """The effects a DAG run made, newest first: the order in which they are undone."""
     store = IntegrityCheckHook(integrity_conn_id=integrity_conn_id).get_store()
     return [Effect(entry) for entry in reversed(completed_by_run(store, dag_id, run_id))]
+
+
+def rejections_in_run(dag_id: str, run_id: str, *, integrity_conn_id: str | None = None) -> list[str]:
+    """The approvals of a DAG run that a person rejected, as their signatures in the trail say (``approval.signed``
+    with the meaning ``rejection``): ``"<task> by <printed name>"`` each."""
+    from airflow_integrity.store.audit.chain import AuditLog
+    from airflow_integrity.store.audit.query import of_runs
+
+    store = IntegrityCheckHook(integrity_conn_id=integrity_conn_id).get_store()
+    AuditLog(store).chain_pending()  # a signature recorded in the last second too
+    found = []
+    for row in of_runs(store, {(dag_id, run_id)}, "approval.signed"):
+        record = row.record
+        signature = (record.details or {}).get("signature") if record is not None else None
+        if isinstance(signature, dict) and signature.get("meaning") == "rejection":
+            found.append(f"{record.task_id} by {signature.get('printed_name')}")  # type: ignore[union-attr]
+    return found
 
 
 def compensate(

@@ -136,15 +136,11 @@ class CompensateOperator(BaseOperator):
             for name, state in sorted(states.items())
             if state in FAILED_STATES and _task_of(name, teardowns) is None
         ]
-        for task in dag.tasks:
-            reject = getattr(task, "REJECT", None)
-            if reject is None or task.task_id in teardowns:
-                continue
-            answer = ti.xcom_pull(task_ids=task.task_id)
-            if isinstance(answer, dict) and reject in (answer.get("chosen_options") or []):
-                who = answer.get("responded_by_user") or {}
-                name = who.get("name") if isinstance(who, dict) else None
-                reasons.append(f"approval {task.task_id} rejected" + (f" by {name}" if name else ""))
+        # A rejected approval skips what follows it and returns nothing: its signature in the trail says it.
+        from airflow_integrity.hooks.compensation import rejections_in_run
+
+        rejected = rejections_in_run(ti.dag_id, ti.run_id, integrity_conn_id=self.integrity_conn_id)
+        reasons.extend(f"approval {who} rejected" for who in rejected)
         return reasons
 
     # -- how ----------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_every_example_dag_runs_out_of_the_box_and_a_rejected_loan_releases_its_
     try:
         AuditLog(store).chain_pending()
         story = [
-            (r.event_type, r.details.get("meaning"))
+            (r.event_type, (r.details.get("signature") or {}).get("meaning"))
             for _, r in iter_records(store, business_key="loan-APP-502")
             if not isinstance(r, str) and r.event_type in ("approval.signed", "compensation.completed")
         ]
