@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_integrity.operators.idempotent",
                     "airflow_integrity.operators.http",
                     "airflow_integrity.operators.compensation",
+                    "airflow_integrity.operators.error_budget",
                     "airflow_integrity.operators.validate",
                 ],
             }

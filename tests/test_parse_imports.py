@@ -14,6 +14,7 @@ IMPORTS = """
 from airflow_integrity.decorators.idempotent import idempotent_task
 from airflow_integrity.decorators.validated import validated_task
 from airflow_integrity.operators.compensation import CompensateOperator, compensation
+from airflow_integrity.operators.error_budget import ErrorBudget, ErrorBudgetOperator
 from airflow_integrity.operators.http import HttpCompensation, IdempotentHttpOperator
 from airflow_integrity.operators.idempotent import IdempotentPythonOperator, current_claim
 from airflow_integrity.operators.validate import ValidateDataOperator

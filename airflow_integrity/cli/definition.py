@@ -9,6 +9,7 @@ from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_c
 
 from airflow_integrity.cli.audit_command import AUDIT_COMMANDS
 from airflow_integrity.cli.ledger_command import LEDGER_COMMANDS
+from airflow_integrity.cli.report_command import REPORT_ARGS
 
 ARG_CONN_ID = Arg(
     ("--conn-id",),
@@ -64,6 +65,13 @@ def get_integrity_cli_commands() -> list[GroupCommand]:
                 ),
                 GroupCommand(
                     name="ledger", help="Inspect and release idempotency keys", subcommands=LEDGER_COMMANDS
+                ),
+                ActionCommand(
+                    name="report",
+                    help="A DAG's error budgets and error figures, measured from its audit trail "
+                    "(exit 1 when a budget is breached)",
+                    func=lazy_load_command("airflow_integrity.cli.report_command.report"),
+                    args=REPORT_ARGS,
                 ),
             ),
         )

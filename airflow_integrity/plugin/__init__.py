@@ -29,6 +29,7 @@ URL_PREFIX = "/integrity"
 # What DAG files import from the package: light modules (their heavy dependencies load when a task runs).
 DAG_AUTHORING_MODULES = (
     "airflow_integrity.operators.compensation",
+    "airflow_integrity.operators.error_budget",
     "airflow_integrity.operators.http",
     "airflow_integrity.operators.idempotent",
     "airflow_integrity.operators.validate",

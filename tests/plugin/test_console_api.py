@@ -493,3 +493,37 @@ def test_store_unreachable_is_503_naming_it(auth_manager, monkeypatch) -> None: 
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", "postgresql://u:pw@127.0.0.1:9/integrity")
     response = _as(auth_manager, create_app(), "admin").get(f"{V1}/events")
     assert response.status_code == 503 and "integrity_default" in response.json()["detail"]
+
+
+def test_error_budgets_show_what_the_checks_measured_and_the_counters_of_the_trail(app, auth_manager) -> None:  # noqa: F811
+    from airflow_integrity.hooks.error_budgets import ErrorBudget, measure_budgets
+
+    step = {"dag_id": "claims", "run_id": "r1", "task_id": "validate_claims", "try_number": 1}
+    _record(event_type="validation.failed", actor="w@h", details={"rows": 200, "result_id": "x"}, **step)
+    _record(event_type="validation.quarantined", actor="w@h", details={"bad_rows": 3, "good_rows": 197}, **step)
+    budget = ErrorBudget("quarantined_rows", max_rate=0.005, task_id="validate_claims")
+    (figure,) = measure_budgets(IntegrityCheckHook().get_store(), "claims", [budget])
+    check = {**step, "task_id": "check_error_budgets"}
+    _record(event_type="error_budget.measured", actor="w@h", details=figure.as_dict(), **check)
+
+    admin = _as(auth_manager, app, "admin")
+    report = admin.get(f"{V1}/dags/claims/errorBudgets").json()
+    (shown,) = report["budgets"]
+    assert (shown["name"], shown["count"], shown["total"], shown["breached"]) == (
+        "validate_claims.quarantined_rows",
+        3,
+        200,
+        True,
+    )
+    assert shown["rate"] == 0.015 and shown["measured_at"]
+    assert report["tasks"]["validate_claims"] == {
+        "failed_validations": 1,
+        "quarantined_rows": 3,
+        "rows": 200,
+        "validations": 1,
+    }
+    assert report["tasks"]["(dag)"] == {"compensated_runs": 0, "runs": 1}
+    # Only readers of the DAG see its budgets.
+    assert _as(auth_manager, app, "claims-reviewer").get(f"{V1}/dags/payments/errorBudgets").status_code == 403
+    assert _as(auth_manager, app, "claims-reviewer").get(f"{V1}/dags/claims/errorBudgets").status_code == 200
+    assert admin.get(f"{V1}/dags/claims/errorBudgets", params={"since": "2999-01-01"}).status_code == 422

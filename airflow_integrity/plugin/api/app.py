@@ -42,7 +42,7 @@ data of no DAG needs the configuration read permission, verifying the chain the 
 
 def create_app() -> FastAPI:
     """Build the plugin's FastAPI app; every route requires an authenticated Airflow user."""
-    from airflow_integrity.plugin.api import events, ledger, trigger, validations, verification
+    from airflow_integrity.plugin.api import error_budgets, events, ledger, trigger, validations, verification
     from airflow_integrity.plugin.api.access import refuse_cross_site
 
     # FastAPI would serve the description and the docs pages without authentication; they are routes below.
@@ -55,7 +55,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(refuse_cross_site)],
     )
-    for module in (events, verification, validations, ledger, trigger):
+    for module in (events, verification, validations, ledger, trigger, error_budgets):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/openapi.json", include_in_schema=False)

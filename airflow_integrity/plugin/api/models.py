@@ -220,3 +220,37 @@ class ReleaseResponse(BaseModel):
     fencing_token: int
     previous_state: str
     released_at: str
+
+
+class BudgetFigure(BaseModel):
+    """An error budget as its DAG declares it, measured over its window."""
+
+    name: str = Field(description="<task>.<measure>, or <measure> for a measure of the DAG's runs.")
+    measure: str = Field(description="quarantined_rows, failed_validations, fallbacks, compensations, releases...")
+    task_id: str | None
+    max_rate: float = Field(description="The highest acceptable rate, a fraction (0.005 is 0.5 %).")
+    window_seconds: float
+    on_breach: str = Field(description="fail or warn: what the DAG's check does on a breach.")
+    min_count: int
+    count: int = Field(description="Errors counted (the numerator).")
+    total: int = Field(description="Out of (the denominator).")
+    rate: float | None = Field(description="count / total; null when nothing was measured.")
+    breached: bool
+    since: str
+    until: str
+    measured_at: str | None = Field(None, description="When the DAG's check recorded this figure (UTC).")
+
+
+class ErrorBudgetReport(BaseModel):
+    """A DAG's error budgets and its error figures per task, from the audit trail."""
+
+    dag_id: str
+    since: str
+    until: str
+    budgets: list[BudgetFigure] = Field(
+        description="Each budget as the DAG's newest check measured and recorded it (error_budget.measured)."
+    )
+    tasks: dict[str, dict[str, int]] = Field(
+        description="Counters per task in [since, until) ('(dag)': runs, compensated_runs): validations, rows, "
+        "failed_validations, quarantined_rows, effects, fallbacks, compensations, releases."
+    )
