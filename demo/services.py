@@ -92,11 +92,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit() or int(length) > 1_000_000:
+            return self._reply(400, {"error": "Content-Length must be a number of bytes up to 1,000,000"})
+        raw = self.rfile.read(int(length))
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
             return self._reply(400, {"error": "the body must be JSON"})
+        if not isinstance(body, dict):
+            return self._reply(400, {"error": "the body must be a JSON object"})
         parts = self.path.strip("/").split("/")
         if parts[:2] == ["control", "down"]:
             with _LOCK:
@@ -113,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._reply(503, {"error": f"{system} is down; nothing was done"})
             done = _DONE.get((self.path, key))
             if done is None:
-                done = _act(system, action, key, body if isinstance(body, dict) else {})
+                done = _act(system, action, key, body)
                 if done is None:
                     return self._reply(404, {"error": f"no such endpoint {self.path}"})
                 _DONE[(self.path, key)] = done

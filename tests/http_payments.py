@@ -3,7 +3,8 @@
 ``POST /payments`` pays once per ``Idempotency-Key`` header: the first request with a key creates a payment
 (201); a repeated key gets the same payment back (200) without paying again, and a request without the header
 is refused (400). ``POST /refunds`` with ``{"payment_id": ...}`` refunds a payment the same way, once per key
-(404 for a payment it never made). Any path under ``/down/`` answers 503 Service Unavailable and does nothing.
+(404 for a payment it never made). Any path under ``/down/`` answers 503 Service Unavailable and does nothing;
+under ``/fail-after/`` it does what it is asked and answers 500.
 ``GET /stats`` reports every request, how many payments each key created and the refunds in the order they were
 made, so tests can count effects where they happen. Each request record names the process that sent it when
 the request carries an ``X-Task-Pid`` header.
@@ -90,21 +91,24 @@ class _Handler(BaseHTTPRequestHandler):
             _REQUESTS.append(record)
         if self.path.startswith("/down/"):
             return self._answer(record, 503, {"error": "service unavailable, nothing done"})
-        if self.path not in ("/payments", "/refunds"):
+        # Under /fail-after/ the service acts, then answers 500 as if it had not.
+        path = self.path.removeprefix("/fail-after")
+        failing = path != self.path
+        if path not in ("/payments", "/refunds"):
             return self._answer(record, 404, {"error": f"no such endpoint {self.path}"})
         if not key:
             return self._answer(record, 400, {"error": "the Idempotency-Key header is required"})
         body = json.loads(raw or b"null")
         release = threading.Event()
         with _LOCK:
-            made = _PAYMENTS if self.path == "/payments" else _REFUNDS
+            made = _PAYMENTS if path == "/payments" else _REFUNDS
             if key in made:
                 thing, hold_for = made[key], None
                 created = False
-            elif self.path == "/refunds" and not _paid(body):
+            elif path == "/refunds" and not _paid(body):
                 return self._answer(record, 404, {"error": f"no payment {body!r} to refund"})
             else:
-                if self.path == "/payments":
+                if path == "/payments":
                     thing = {"payment_id": f"pay-{len(_PAYMENTS) + 1}", "request": body}
                     _CREATED[key] = _CREATED.get(key, 0) + 1
                 else:
@@ -123,9 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
             release.wait(hold_for)
             with _LOCK:
                 _RELEASES.pop(key, None)
-        location = (
-            f"/payments/{thing['payment_id']}" if self.path == "/payments" else f"/refunds/{thing['refund_id']}"
-        )
+        if failing:
+            return self._answer(record, 500, {"error": "internal error (the request was carried out)"})
+        location = f"/payments/{thing['payment_id']}" if path == "/payments" else f"/refunds/{thing['refund_id']}"
         self._answer(record, 201, thing, {"Location": location})
 
     def _answer(

@@ -63,21 +63,23 @@ def _ledger(args: argparse.Namespace) -> IdempotencyLedger:
     return IdempotencyLedger(store, namespace=getattr(args, "namespace", None) or "default")
 
 
-def _audit(args: argparse.Namespace, event: str, details: dict[str, Any]) -> None:
-    """Record ``idempotency.<event>`` with the person as actor (policy ``audit_on_store_error`` applies)."""
+def _audit(args: argparse.Namespace, event: str, details: dict[str, Any], dag_id: str | None = None) -> None:
+    """Record ``idempotency.<event>`` with the person as actor (policy ``audit_on_store_error`` applies), under
+    the key's DAG when given (whoever may read the key reads what was done to it)."""
+    from dataclasses import replace
+
     from airflow_integrity.hooks.events import build_event
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
     who = person(args)
     hook = IntegrityCheckHook(integrity_conn_id=getattr(args, "conn_id", None))
-    hook.record_event(
-        build_event(
-            f"idempotency.{event}",
-            business_key=args.key,
-            details={**details, "person": who, "via": "airflow integrity ledger"},
-            user=who,
-        )
+    event_ = build_event(
+        f"idempotency.{event}",
+        business_key=args.key,
+        details={**details, "person": who, "via": "airflow integrity ledger"},
+        user=who,
     )
+    hook.record_event(event_ if dag_id is None else replace(event_, dag_id=dag_id))
 
 
 def _fail(exc: Exception) -> SystemExit:
@@ -211,7 +213,7 @@ def release(args: argparse.Namespace) -> None:
     except StoreError as exc:
         raise _fail(exc) from None
     try:
-        _audit(args, done.event, done.audit_details())
+        _audit(args, done.event, done.audit_details(), dag_id=done.dag_id)
     except StoreError as exc:
         print(
             f"error: idempotency key {done.key!r} was released (the ledger's history records it), but the audit "

@@ -23,7 +23,16 @@ from airflow_integrity.store.ledger.defaults import DEFAULT_LEASE_SECONDS
 from airflow_integrity.store.ledger.entries import LedgerEntry
 from airflow_integrity.store.ledger.listing import completed_by_run
 
-__all__ = ["EVENT_PREFIX", "Effect", "Undo", "compensate", "effects_of_run", "rejections_in_run"]
+__all__ = [
+    "EVENT_PREFIX",
+    "Effect",
+    "Undo",
+    "compensate",
+    "effects_of_run",
+    "record_blocked",
+    "rejections_in_run",
+    "runs_relying_on",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +85,59 @@ def effects_of_run(dag_id: str, run_id: str, *, integrity_conn_id: str | None = 
 
 
 def rejections_in_run(dag_id: str, run_id: str, *, integrity_conn_id: str | None = None) -> list[str]:
-    """The approvals of a DAG run that a person rejected, as their signatures in the trail say (``approval.signed``
-    with the meaning ``rejection``): ``"<task> by <printed name>"`` each."""
+    """The approvals of a DAG run whose last answer is a rejection, as the trail says: the newest
+    ``approval.signed`` of each approval task with the meaning ``rejection`` (a cleared and re-answered approval
+    counts by its new answer), or an ``approval.timed_out`` whose defaults reject: ``"<task> by <name>"`` each."""
     from airflow_integrity.store.audit.chain import AuditLog
     from airflow_integrity.store.audit.query import of_runs
 
     store = IntegrityCheckHook(integrity_conn_id=integrity_conn_id).get_store()
     AuditLog(store).chain_pending()  # a signature recorded in the last second too
-    found = []
-    for row in of_runs(store, {(dag_id, run_id)}, "approval.signed"):
+    rows = of_runs(store, {(dag_id, run_id)}, "approval.signed") + of_runs(
+        store, {(dag_id, run_id)}, "approval.timed_out"
+    )
+    last: dict[str | None, str | None] = {}
+    for row in sorted(rows, key=lambda r: r.seq):
         record = row.record
-        signature = (record.details or {}).get("signature") if record is not None else None
-        if isinstance(signature, dict) and signature.get("meaning") == "rejection":
-            found.append(f"{record.task_id} by {signature.get('printed_name')}")  # type: ignore[union-attr]
-    return found
+        if record is None:
+            continue
+        details = record.details or {}
+        signature = details.get("signature")
+        if record.event_type == "approval.timed_out":
+            rejected = any("reject" in str(option).lower() for option in details.get("defaults") or ())
+            last[record.task_id] = f"{record.task_id} by its timeout's default" if rejected else None
+        elif isinstance(signature, dict):
+            rejected = signature.get("meaning") == "rejection"
+            last[record.task_id] = f"{record.task_id} by {signature.get('printed_name')}" if rejected else None
+    return [who for who in last.values() if who is not None]
+
+
+def runs_relying_on(effect: Effect, *, integrity_conn_id: str | None = None) -> list[str]:
+    """Other DAG runs that replayed the effect's stored result (they rely on it): ``"<dag> / <run>"`` each."""
+    entry = effect.entry
+    mine = (entry.holder.get("dag_id"), entry.holder.get("run_id"))
+    with IntegrityCheckHook(integrity_conn_id=integrity_conn_id).get_ledger(entry.namespace) as ledger:
+        history = ledger.history(entry.key, namespace=entry.namespace)
+    others = {
+        (h.holder.get("dag_id"), h.holder.get("run_id"))
+        for h in history
+        if h.event == "replayed" and h.holder and (h.holder.get("dag_id"), h.holder.get("run_id")) != mine
+    }
+    return [f"{dag} / {run}" for dag, run in sorted(others, key=str)]
+
+
+def record_blocked(
+    effect: Effect, others: list[str], *, task_instance: Any = None, integrity_conn_id: str | None = None
+) -> None:
+    """Record that an effect is left as it is because other runs rely on it (``compensation.blocked``)."""
+    IntegrityCheckHook(integrity_conn_id=integrity_conn_id).record_event(
+        build_event(
+            EVENT_PREFIX + "blocked",
+            task_instance=task_instance,
+            business_key=effect.entry.key,
+            details={"effect": effect.as_dict(), "relied_on_by": others},
+        )
+    )
 
 
 def compensate(

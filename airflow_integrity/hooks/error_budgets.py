@@ -173,7 +173,11 @@ def task_figures(
             counts["fallbacks"] += 1
         elif kind == "idempotency.released":
             # A person's release names no task: it counts for the task that completed the key.
-            task = record.task_id or made_by.get((details.get("namespace"), details.get("key")))
+            task = (
+                record.task_id
+                or details.get("task_id")
+                or made_by.get((details.get("namespace"), details.get("key")))
+            )
             counters.setdefault(task, Counter())["releases"] += 1
         elif kind == "compensation.completed":
             effect = details.get("effect")

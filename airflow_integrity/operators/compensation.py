@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, TriggerRule
 
 from airflow_integrity.compat import AirflowFailException, AirflowSkipException
 from airflow_integrity.operators._idempotency import NOTHING_TO_UNDO, holder_of
@@ -93,12 +93,14 @@ class CompensateOperator(BaseOperator):
             task = dag.task_dict.get(effect.task_id) if effect.task_id else None
             if isinstance(task, CompensateOperator):
                 continue  # a compensation this task (or another compensating one) completed
-            if task is not None and getattr(task, "compensate", None) == NOTHING_TO_UNDO:
+            undo = _compensate_of(task)
+            if undo == NOTHING_TO_UNDO:
                 kept.append(effect.entry.key)
                 continue
-            if task is None or getattr(task, "compensate", None) is None:
+            if undo is None:
                 undeclared.append(self._not_declared(context, effect, task))
                 continue
+            self._refuse_if_shared(context, effect)
             outcome = self._undo(context, task, effect)
             (replayed if outcome.replayed else undone).append(effect.entry.key)
         summary = {
@@ -109,7 +111,28 @@ class CompensateOperator(BaseOperator):
             "not_declared": undeclared,
         }
         self.log.info("Compensation done: %s", summary)
+        if undeclared:
+            raise AirflowFailException(
+                f"Undone what could be: {summary}. These effects declare no way to undo them and are left for "
+                f"a person: {', '.join(undeclared)} (see compensation.not_declared in the trail). Once handled, "
+                "mark this task successful."
+            )
         return summary
+
+    def _refuse_if_shared(self, context: Context, effect: Effect) -> None:
+        """Stop before undoing an effect another DAG run relied on (it replayed the stored result)."""
+        from airflow_integrity.hooks.compensation import record_blocked, runs_relying_on
+
+        others = runs_relying_on(effect, integrity_conn_id=self.integrity_conn_id)
+        if not others:
+            return
+        record_blocked(effect, others, task_instance=context["ti"], integrity_conn_id=self.integrity_conn_id)
+        raise AirflowFailException(
+            f"Effect {effect.entry.key!r} (namespace {effect.entry.namespace!r}) was also used by "
+            f"{', '.join(others)}, which replayed its result: undoing it would undo theirs too. Nothing older is "
+            "undone either. A person decides: undo it by hand and mark this task successful, or clear this task "
+            "once those runs are undone."
+        )
 
     # -- when ---------------------------------------------------------------------------------------
 
@@ -129,12 +152,14 @@ class CompensateOperator(BaseOperator):
     def _failure_reasons(self, context: Context) -> list[str]:
         """Why the process failed for good: failed tasks, rejected approvals (empty: it did not fail)."""
         dag, ti = context["dag"], context["ti"]
-        teardowns = {t.task_id for t in dag.tasks if t.is_teardown}
+        # Teardowns and checks of the process (an error budget's measurement) are not steps of the process.
+        ignored = {t.task_id for t in dag.tasks if t.is_teardown or getattr(t, "measures_the_process", False)}
+        mapped = {t.task_id for t in dag.tasks if hasattr(t, "partial_kwargs")}
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         reasons = [
             f"task {name} {state}"
             for name, state in sorted(states.items())
-            if state in FAILED_STATES and _task_of(name, teardowns) is None
+            if state in FAILED_STATES and _task_of(name, mapped) not in ignored and name not in ignored
         ]
         # A rejected approval skips what follows it and returns nothing: its signature in the trail says it.
         from airflow_integrity.hooks.compensation import rejections_in_run
@@ -158,7 +183,7 @@ class CompensateOperator(BaseOperator):
             integrity_conn_id=self.integrity_conn_id,
             task_instance=ti,
             lease_seconds=self.lease_seconds,
-            final_attempt=ti.try_number > (self.retries or 0),
+            final_attempt=ti.try_number > (ti.max_tries or 0),
         )
 
     def _business_key_of(self, context: Context, task: Any, effect: Effect) -> str:
@@ -193,12 +218,21 @@ class CompensateOperator(BaseOperator):
         return effect.entry.key
 
 
-def _task_of(name: str, task_ids: Iterable[str]) -> str | None:
-    """The task of a task-state name (``task`` or ``task_<map index>``) among ``task_ids``."""
-    for task_id in task_ids:
-        if name == task_id or (name.startswith(task_id + "_") and name[len(task_id) + 1 :].isdigit()):
+def _task_of(name: str, mapped: Iterable[str]) -> str:
+    """The task of a task-state name: ``<task>_<map index>`` for a task among ``mapped``, else the name itself."""
+    for task_id in mapped:
+        if name.startswith(task_id + "_") and name[len(task_id) + 1 :].isdigit():
             return task_id
-    return None
+    return name
+
+
+def _compensate_of(task: Any) -> Any:
+    """What a task declares to undo its effect (a mapped task declares it in its partial arguments)."""
+    if task is None:
+        return None
+    if hasattr(task, "partial_kwargs"):
+        return task.partial_kwargs.get("compensate")
+    return getattr(task, "compensate", None)
 
 
 def compensation(task_id: str = "compensate", **kwargs: Any) -> CompensateOperator:
@@ -212,7 +246,16 @@ def compensation(task_id: str = "compensate", **kwargs: Any) -> CompensateOperat
     if not task.has_dag():
         raise RuntimeError("compensation() adds a task to a DAG: call it inside a `with DAG(...)` or @dag body.")
     for other in task.dag.tasks:
-        if other is not task and not other.is_teardown:
-            other >> task
+        if other is task or other.is_teardown:
+            continue
+        undo = _compensate_of(other)
+        if hasattr(other, "partial_kwargs") and undo not in (None, NOTHING_TO_UNDO):
+            raise ValueError(
+                f"Task {other.task_id!r} is mapped: compensate= is not supported on mapped tasks yet. Undo its "
+                "effects in a task of your own, or give each effect a task of its own."
+            )
+        other >> task
     task.as_teardown()
+    # Runs once everything is done whatever the DAG's own setup tasks did: a failed setup is a failed process too.
+    task.trigger_rule = TriggerRule.ALL_DONE
     return task

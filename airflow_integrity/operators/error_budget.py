@@ -43,6 +43,8 @@ class ErrorBudgetOperator(BaseOperator):
     """
 
     ui_color = "#fdf3d0"
+    # A breach is a finding about the process, not a failed step of it: the DAG's compensation ignores it.
+    measures_the_process = True
 
     def __init__(
         self, *, budgets: Sequence[ErrorBudget], integrity_conn_id: str | None = None, **kwargs: Any

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.http.operators.http import HttpOperator
 
-from airflow_integrity.compat import AirflowFailException
+from airflow_integrity.compat import AirflowException, AirflowFailException
 from airflow_integrity.operators._idempotency import (
     IDEMPOTENCY_TEMPLATE_FIELDS,
     NOTHING_TO_UNDO,
@@ -156,6 +156,11 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
     ) -> None:
         deferrable = default_deferrable() if deferrable is None else deferrable
         super().__init__(deferrable=False, **kwargs)
+        if fallback_http_conn_id is not None and self.response_filter is not None:
+            raise ValueError(
+                f"Task {self.task_id!r}: fallback_http_conn_id= and response_filter= cannot be combined: the "
+                "stored result must say which provider acted, so that its compensation goes there."
+            )
         if fallback_http_conn_id is not None and self.retry_args:
             raise ValueError(
                 f"Task {self.task_id!r}: fallback_http_conn_id= and retry_args= cannot be combined (a retried "
@@ -203,7 +208,13 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         self.log.info(
             "Undoing %s: %s %s with %s: %s", effect["key"], method, endpoint, self.idempotency_header, claim.key
         )
-        response = hook.run(endpoint, data, headers, self.extra_options)
+        response = hook.run(endpoint, data, headers, {**self.extra_options, "check_response": False})
+        if response.status_code >= 400:
+            # Retried: the request carries the compensation's key, so a provider that acted answers it again.
+            raise AirflowException(
+                f"Undoing {effect['key']!r}: {method} {endpoint} answered "
+                f"{response.status_code} {response.reason}."
+            )
         return summarize_response(response, self.stored_headers)
 
     def _call(self, context: Context, claim: IdempotencyClaim) -> Any:
@@ -243,22 +254,14 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         self, hook: Any, headers: dict[str, Any], claim: IdempotencyClaim
     ) -> tuple[Response, dict[str, str] | None]:
         """Send to the primary; only when it provably did nothing, to the fallback (audited); return the response
-        and, when the fallback answered, which connection and why."""
-        from requests.exceptions import ConnectionError as RequestsConnectionError
-        from requests.exceptions import RequestException
+        and, when the fallback answered, which connection and why.
 
+        Any answer that is neither a success nor 503, from either provider, may come from a provider that acted:
+        the key is then failed without retry, so that no later try sends the request to the other provider."""
         unchecked = {**self.extra_options, "check_response": False}
-        try:
-            response = hook.run(self.endpoint, self.data, headers, unchecked, **self.request_kwargs)
-        except RequestException as exc:
-            if not (isinstance(exc, RequestsConnectionError) and nothing_sent(exc)):
-                raise self._maybe_sent(claim, exc) from exc
-            reason = f"the primary could not be reached: {type(exc).__name__}: {exc}"
-        else:
-            if response.status_code != 503:
-                hook.check_response(response)
-                return response, None
-            reason = f"the primary answered 503 {response.reason} without accepting the request"
+        reason = self._send(hook, headers, unchecked, claim, None)
+        if not isinstance(reason, str):
+            return reason, None
         fallback_conn_id = str(self.fallback_http_conn_id)
         self.log.warning("Calling the fallback %r for key %r: %s", fallback_conn_id, claim.key, reason)
         self._record_fallback(claim, fallback_conn_id, reason)
@@ -274,13 +277,43 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
                 "tcp_keep_alive_interval": self.tcp_keep_alive_interval,
             }
         )
+        answer = self._send(second, headers, unchecked, claim, fallback_conn_id)
+        if isinstance(answer, str):
+            # Neither provider did anything: the task's retry may try again, from the primary.
+            raise AirflowException(
+                f"Neither provider took idempotency key {claim.key!r}: {reason}; then {answer}."
+            )
+        return answer, {"http_conn_id": fallback_conn_id, "reason": reason}
+
+    def _send(
+        self,
+        hook: Any,
+        headers: dict[str, Any],
+        unchecked: dict[str, Any],
+        claim: IdempotencyClaim,
+        conn_id: str | None,
+    ) -> Response | str:
+        """Send through ``hook``: its successful response, or (text) why the provider provably did nothing; any
+        other outcome fails the key without retry (``_maybe_sent``)."""
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, RequestException
+
+        who = "the primary" if conn_id is None else f"the fallback {conn_id!r}"
         try:
-            response = second.run(self.endpoint, self.data, headers, self.extra_options, **self.request_kwargs)
+            response = hook.run(self.endpoint, self.data, headers, unchecked, **self.request_kwargs)
+        except (InvalidURL, InvalidSchema, MissingSchema):
+            raise  # nothing was sent: the connection is misconfigured
         except RequestException as exc:
-            if isinstance(exc, RequestsConnectionError) and nothing_sent(exc):
-                raise  # neither provider did anything: the task's retry may try again
-            raise self._maybe_sent(claim, exc, fallback_conn_id) from exc
-        return response, {"http_conn_id": fallback_conn_id, "reason": reason}
+            if isinstance(exc, RequestsConnectionError) and nothing_sent(
+                exc, hook.url_from_endpoint(self.endpoint)
+            ):
+                return f"{who} could not be reached: {type(exc).__name__}: {exc}"
+            raise self._maybe_sent(claim, exc, conn_id) from exc
+        if response.status_code == 503:
+            return f"{who} answered 503 {response.reason} without accepting the request"
+        if response.status_code >= 400:
+            raise self._maybe_sent(claim, AirflowException(f"{response.status_code} {response.reason}"), conn_id)
+        return response
 
     def _maybe_sent(
         self, claim: IdempotencyClaim, exc: Exception, conn_id: str | None = None
@@ -314,10 +347,18 @@ class IdempotentHttpOperator(IdempotencyMixin, HttpOperator):
         )
 
 
-def nothing_sent(exc: Exception) -> bool:
+def nothing_sent(exc: Exception, url: str | None = None) -> bool:
     """Whether a ``requests`` connection error happened before a connection existed (refused, unreachable, no
-    name, connect timeout): then the request was never sent."""
+    name, connect timeout), for the request to ``url`` itself (not a redirect it was answered with): then the
+    request was never sent."""
     from urllib3.exceptions import ConnectTimeoutError
 
+    failed = getattr(getattr(exc, "request", None), "url", None)
+    if url is not None and failed is not None and _bare(failed) != _bare(url):
+        return False  # a redirect's target failed: the first provider answered, and may have acted
     reason = exc.args[0] if exc.args else None
     return isinstance(getattr(reason, "reason", reason), ConnectTimeoutError)
+
+
+def _bare(url: str) -> str:
+    return url.split("?", 1)[0].split("#", 1)[0].rstrip("/")

@@ -1,6 +1,7 @@
 """A validated hand-off with error budgets: ``validate_rows`` quarantines the rows whose ``amount`` is negative
 (``params.bad`` of 4), and ``check_error_budgets`` allows at most 30 % of the rows quarantined (fail) and no
-failed validation (warn). tests/operators/test_error_budget.py runs it."""
+failed validation (warn); a breach is not a failed step of the process, so the compensation skips.
+tests/operators/test_error_budget.py runs it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
+from airflow_integrity.operators.compensation import compensation
 from airflow_integrity.operators.error_budget import ErrorBudget, ErrorBudgetOperator
 from airflow_integrity.operators.validate import ValidateDataOperator
 
@@ -48,6 +50,7 @@ def budgeted_rows():
             ErrorBudget("failed_validations", max_rate=0.0, task_id="validate_rows", on_breach="warn"),
         ],
     )
+    compensation()
 
 
 budgeted_rows()

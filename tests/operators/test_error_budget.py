@@ -43,6 +43,7 @@ def test_a_quarantine_rate_above_its_budget_records_the_breach_and_fails_the_che
     assert breached.state == DagRunState.FAILED
     states = {ti.task_id: ti.state for ti in breached.get_task_instances()}
     assert (states["validate_rows"], states["check_error_budgets"]) == ("success", "failed")
+    assert states["compensate"] == "skipped"  # a breached budget is a finding, not a failed step
 
     measured = _events(store_conn_env, "error_budget.measured")
     figures = [(m["name"], m["count"], m["total"], m["breached"]) for m in measured]
@@ -82,6 +83,10 @@ def test_a_quarantine_rate_above_its_budget_records_the_breach_and_fails_the_che
         "validations": 2,
     }
     assert report["tasks"]["(dag)"]["runs"] == 2
+    unknown = subprocess.run(
+        [*integrity_cli(), "report", "budgeted_rowz"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert unknown.returncode == 2 and "no DAG 'budgeted_rowz'" in unknown.stderr, unknown.stderr
 
 
 def test_a_budget_declared_wrong_is_refused_when_the_dag_is_parsed() -> None:
@@ -93,3 +98,32 @@ def test_a_budget_declared_wrong_is_refused_when_the_dag_is_parsed() -> None:
         ErrorBudget("compensated_runs", max_rate=0.01, task_id="t")
     with pytest.raises(ValueError, match="fallbacks needs task_id="):
         ErrorBudget("fallbacks", max_rate=0.01)
+
+
+def test_a_release_made_on_the_command_line_counts_for_the_task_that_completed_the_key(
+    store, store_conn_env: str, tmp_path: Path
+) -> None:
+    from airflow_integrity.hooks.error_budgets import measure_budgets
+    from airflow_integrity.hooks.idempotency import IdempotencyGuard
+    from airflow_integrity.hooks.integrity import IntegrityCheckHook
+    from airflow_integrity.store.audit.event import AuditEvent
+    from airflow_integrity.store.ledger.codec import inputs_digest
+
+    step = {"dag_id": "budget_dag", "run_id": "r1", "task_id": "post", "try_number": 1}
+    for n in range(4):  # four effects of the task, as its runs recorded them
+        key = f"post-{n}"
+        IdempotencyGuard(
+            key=key, fingerprint=inputs_digest({"n": n}), namespace="budgets", holder={**step, "map_index": -1}
+        ).run(lambda claim: {"posted": claim.key})
+        IntegrityCheckHook().record_event(
+            AuditEvent("idempotency.completed", "w@h", details={"namespace": "budgets", "key": key}, **step)
+        )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_") or k.endswith("INTEGRITY_DEFAULT")
+    }
+    release = ["ledger", "release", "post-2", "--namespace", "budgets", "--reason", "redo", "--user", "qa"]
+    done = subprocess.run([*integrity_cli(), *release], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+
+    (figure,) = measure_budgets(store, "budget_dag", [ErrorBudget("releases", max_rate=0.2, task_id="post")])
+    assert (figure.count, figure.total, figure.breached) == (1, 4, True)

@@ -133,3 +133,31 @@ def test_an_effect_made_through_the_fallback_is_undone_through_it(
     assert {ti.task_id: ti.state for ti in run.get_task_instances()}["compensate"] == "success"
     assert stats["refunded"] == [stats["payment_of_key"]["fallback-undo"]]
     assert stats["refunds_by_key"] == {"fallback-undo/compensation": stats["payment_of_key"]["fallback-undo"]}
+
+
+@pytest.mark.parametrize("acting", ["primary", "fallback"])
+def test_an_error_answer_from_a_provider_that_may_have_acted_ends_the_key_for_a_person(
+    acting: str, airflow_db, store_conn_env: str, monkeypatch: pytest.MonkeyPatch, closed_port: int
+) -> None:
+    """A 500 may come from a provider that acted (here it did): no later try may send the request to the other
+    provider, so the key fails without retry although the task has one."""
+    from airflow.utils.state import DagRunState
+
+    dag = load_fixture_dag("fallback_payments")
+    with payments_service() as service:
+        failing = json.dumps({"conn_type": "http", "host": f"{service.url}/fail-after"})
+        refused = f"http://127.0.0.1:{closed_port}"
+        monkeypatch.setenv("AIRFLOW_CONN_PRIMARY_API", failing if acting == "primary" else refused)
+        monkeypatch.setenv("AIRFLOW_CONN_FALLBACK_API", refused if acting == "primary" else failing)
+        run = dag.test(run_conf={"claim_id": acting})
+        stats = service.stats()
+
+    key = f"fallback-{acting}"
+    assert run.state == DagRunState.FAILED
+    assert _pay(run).try_number == 1
+    assert stats["created_by_key"] == {key: 1} and len(stats["requests"]) == 1  # one provider, once
+    entry = _entry(store_conn_env, key)
+    assert entry is not None and (entry.state, entry.retryable) == (State.FAILED, False)
+    assert "may have been received" in (entry.error or "") and "500" in (entry.error or "")
+    used = [event for event, _ in _trail(store_conn_env, key) if event == "fallback.used"]
+    assert used == ([] if acting == "primary" else ["fallback.used"])

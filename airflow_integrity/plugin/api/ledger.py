@@ -168,6 +168,7 @@ def release(access: AccessDep, body: ReleaseRequest) -> dict[str, Any]:
             "via": "integrity API",
             "state_before": entry.state.value,
             "fencing_token": entry.fencing_token,
+            "task_id": (entry.holder or {}).get("task_id"),
         }
 
         def audit(event_type: str, facts: dict[str, Any]) -> None:

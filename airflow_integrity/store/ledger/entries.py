@@ -332,6 +332,15 @@ class Release:
     reason: str
     released_at: dt.datetime
     event: str = "released"
+    # The last holder (who completed or failed the key) and the origin (the DAG the key belongs to).
+    holder: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dag_id(self) -> str | None:
+        """The DAG the key belongs to (its origin's), whose readers may see its release."""
+        dag_id = self.origin.get("dag_id")
+        return None if dag_id is None else str(dag_id)
 
     def audit_details(self) -> dict[str, Any]:
         """JSON-serialisable details for the audit event."""
@@ -342,6 +351,7 @@ class Release:
             "fencing_token": self.fencing_token,
             "person": self.person,
             "reason": self.reason,
+            "task_id": self.holder.get("task_id"),
         }
 
 

@@ -406,7 +406,18 @@ class IdempotencyLedger:
             row = cursor.one(self._sql.release, params)
             current = None if row is not None else cursor.one(self._sql.select, params)
         if row is not None:
-            return Release(ns, key, row[2], int(row[0]), person, reason, required_timestamp(row[1]))
+            holder, origin = (json.loads(value) if value else {} for value in (row[3], row[4]))
+            return Release(
+                ns,
+                key,
+                row[2],
+                int(row[0]),
+                person,
+                reason,
+                required_timestamp(row[1]),
+                holder=holder,
+                origin=origin,
+            )
         if current is None:
             raise KeyNotFoundError(f"No idempotency key {show_key(key)} in namespace {ns!r}; nothing to release.")
         entry = entry_from_row(current)

@@ -86,7 +86,7 @@ UPDATE integrity_ledger SET state = 'released', retryable = NULL, previous_state
     last_reason = :reason, updated_at = {now}
 WHERE {where_key} AND (state IN ('completed', 'failed')
     OR (state = 'in_progress' AND lease_expires_at <= {now}))
-RETURNING fencing_token, updated_at, previous_state
+RETURNING fencing_token, updated_at, previous_state, holder, origin
 """
 
 _SELECT = "SELECT {columns}, {now} AS db_now FROM integrity_ledger WHERE {where_key}"
