@@ -104,7 +104,8 @@ def rejections_in_run(dag_id: str, run_id: str, *, integrity_conn_id: str | None
         details = record.details or {}
         signature = details.get("signature")
         if record.event_type == "approval.timed_out":
-            rejected = any("reject" in str(option).lower() for option in details.get("defaults") or ())
+            taken = details.get("chosen_options") or details.get("defaults") or ()
+            rejected = details.get("approved") is False or any("reject" in str(o).lower() for o in taken)
             last[record.task_id] = f"{record.task_id} by its timeout's default" if rejected else None
         elif isinstance(signature, dict):
             rejected = signature.get("meaning") == "rejection"

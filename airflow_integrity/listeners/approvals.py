@@ -63,11 +63,16 @@ def approval_event(task: Any) -> tuple[str, str | None, dict[str, Any]] | None:
         "assigned_users": summary.get("assigned_users"),
     }
     responder = summary.get("responded_by_user")
+    chosen = list(summary.get("chosen_options") or [])
     if not responder:
         if summary.get("error_type") == "timeout":
             return TIMEOUT_EVENT, None, {**what, "defaults": summary.get("defaults")}
+        if chosen:  # nobody answered in time and the task's defaults were taken: no signature, but a decision
+            details = {**what, "defaults": summary.get("defaults"), "chosen_options": chosen}
+            if "approved" in summary:
+                details["approved"] = bool(summary["approved"])
+            return TIMEOUT_EVENT, None, details
         return None
-    chosen = list(summary.get("chosen_options") or [])
     name = str(responder.get("name") or responder.get("id"))
     params_input = summary.get("params_input") or {}
     details = {

@@ -74,3 +74,15 @@ def test_no_event_before_a_response_and_a_timeout_is_recorded_without_a_signer()
     event_type, signer, details = approval_event(op)  # type: ignore[misc]
     assert (event_type, signer, details["subject"]) == (TIMEOUT_EVENT, None, "Pay?")
     assert "signature" not in details
+
+
+def test_a_timeout_that_took_the_defaults_is_recorded_with_the_decision_and_no_signer() -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    op = ApprovalOperator(task_id="approve", subject="Pay?", defaults="Reject")
+    event = {"chosen_options": ["Reject"], "params_input": {}, "responded_at": ANSWERED_AT}
+    op.execute_complete(context={}, event={**event, "responded_by_user": None})  # type: ignore[arg-type]
+    event_type, signer, details = approval_event(op)  # type: ignore[misc]
+    assert (event_type, signer) == (TIMEOUT_EVENT, None)
+    assert details["chosen_options"] == ["Reject"] and details["approved"] is False
+    assert "signature" not in details
