@@ -29,7 +29,7 @@ __all__ = [
     "Undo",
     "compensate",
     "effects_of_run",
-    "record_blocked",
+    "record_about",
     "rejections_in_run",
     "runs_relying_on",
 ]
@@ -127,16 +127,22 @@ def runs_relying_on(effect: Effect, *, integrity_conn_id: str | None = None) -> 
     return [f"{dag} / {run}" for dag, run in sorted(others, key=str)]
 
 
-def record_blocked(
-    effect: Effect, others: list[str], *, task_instance: Any = None, integrity_conn_id: str | None = None
+def record_about(
+    hook: IntegrityCheckHook,
+    effect: Effect,
+    event: str,
+    details: Mapping[str, Any],
+    *,
+    task_instance: Any = None,
+    business_key: str | None = None,
 ) -> None:
-    """Record that an effect is left as it is because other runs rely on it (``compensation.blocked``)."""
-    IntegrityCheckHook(integrity_conn_id=integrity_conn_id).record_event(
+    """Record ``compensation.<event>`` naming the effect, under its business key (default: its key)."""
+    hook.record_event(
         build_event(
-            EVENT_PREFIX + "blocked",
+            EVENT_PREFIX + event,
             task_instance=task_instance,
-            business_key=effect.entry.key,
-            details={"effect": effect.as_dict(), "relied_on_by": others},
+            business_key=business_key or effect.entry.key,
+            details={"effect": effect.as_dict(), **details},
         )
     )
 
@@ -167,15 +173,9 @@ def compensate(
     """
     entry = effect.entry
     hook = IntegrityCheckHook(integrity_conn_id=integrity_conn_id)
-    named = effect.as_dict()
-    business_key = business_key or entry.key
 
     def audit(event: str, details: Mapping[str, Any]) -> None:
-        hook.record_event(
-            build_event(
-                EVENT_PREFIX + event, task_instance=task_instance, business_key=business_key, details=details
-            )
-        )
+        record_about(hook, effect, event, details, task_instance=task_instance, business_key=business_key)
 
     with hook.get_ledger(entry.namespace) as ledger:
         result = ledger.load_result(entry)
@@ -191,18 +191,17 @@ def compensate(
         namespace=entry.namespace,
         lease_seconds=lease_seconds,
         holder=holder,
-        business_key=business_key,
+        business_key=business_key or entry.key,
         integrity_conn_id=integrity_conn_id,
         task_instance=task_instance,
     )
 
     def work(claim: IdempotencyClaim) -> Any:
-        audit("started", {"effect": named, "compensation_key": key, "fencing_token": claim.fencing_token})
+        audit("started", {"compensation_key": key, "fencing_token": claim.fencing_token})
         try:
             return undo(result, claim)
         except BaseException as exc:
             failure = {
-                "effect": named,
                 "compensation_key": key,
                 "fencing_token": claim.fencing_token,
                 "error": redact_text(f"{type(exc).__name__}: {exc}"),
@@ -216,5 +215,5 @@ def compensate(
 
     outcome = guard.run(work, wait=True)
     if not outcome.replayed:
-        audit("completed", {"effect": named, "compensation_key": key, "fencing_token": outcome.fencing_token})
+        audit("completed", {"compensation_key": key, "fencing_token": outcome.fencing_token})
     return outcome

@@ -121,12 +121,14 @@ class CompensateOperator(BaseOperator):
 
     def _refuse_if_shared(self, context: Context, effect: Effect) -> None:
         """Stop before undoing an effect another DAG run relied on (it replayed the stored result)."""
-        from airflow_integrity.hooks.compensation import record_blocked, runs_relying_on
+        from airflow_integrity.hooks.compensation import record_about, runs_relying_on
+        from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
         others = runs_relying_on(effect, integrity_conn_id=self.integrity_conn_id)
         if not others:
             return
-        record_blocked(effect, others, task_instance=context["ti"], integrity_conn_id=self.integrity_conn_id)
+        hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
+        record_about(hook, effect, "blocked", {"relied_on_by": others}, task_instance=context["ti"])
         raise AirflowFailException(
             f"Effect {effect.entry.key!r} (namespace {effect.entry.namespace!r}) was also used by "
             f"{', '.join(others)}, which replayed its result: undoing it would undo theirs too. Nothing older is "
@@ -159,7 +161,7 @@ class CompensateOperator(BaseOperator):
         reasons = [
             f"task {name} {state}"
             for name, state in sorted(states.items())
-            if state in FAILED_STATES and _task_of(name, mapped) not in ignored and name not in ignored
+            if state in FAILED_STATES and _task_of(name, mapped) not in ignored
         ]
         # A rejected approval skips what follows it and returns nothing: its signature in the trail says it.
         from airflow_integrity.hooks.compensation import rejections_in_run
@@ -200,21 +202,16 @@ class CompensateOperator(BaseOperator):
         return rendered if isinstance(rendered, str) and rendered else effect.entry.key
 
     def _not_declared(self, context: Context, effect: Effect, task: Any) -> str:
-        from airflow_integrity.hooks.events import build_event
+        from airflow_integrity.hooks.compensation import record_about
         from airflow_integrity.hooks.integrity import IntegrityCheckHook
 
         where = "is no longer in the DAG" if task is None else "declares no compensate="
         self.log.warning(
             "Effect %r cannot be undone here: its task %s %s.", effect.entry.key, effect.task_id, where
         )
-        IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id).record_event(
-            build_event(
-                "compensation.not_declared",
-                task_instance=context["ti"],
-                business_key=effect.entry.key,
-                details={"effect": effect.as_dict(), "reason": f"task {effect.task_id} {where}"},
-            )
-        )
+        hook = IntegrityCheckHook(integrity_conn_id=self.integrity_conn_id)
+        reason = f"task {effect.task_id} {where}"
+        record_about(hook, effect, "not_declared", {"reason": reason}, task_instance=context["ti"])
         return effect.entry.key
 
 

@@ -72,29 +72,27 @@ class ErrorBudgetOperator(BaseOperator):
         store = hook.get_store()
         AuditLog(store).chain_pending()  # this run's own events of the last second count too
         figures = measure_budgets(store, ti.dag_id, self.budgets)
-        events = [build_event("error_budget.measured", task_instance=ti, details=f.as_dict()) for f in figures]
+        shown = [f.as_dict() for f in figures]
+        events = [build_event("error_budget.measured", task_instance=ti, details=d) for d in shown]
         events += [
-            build_event("error_budget.breached", task_instance=ti, details=f.as_dict())
-            for f in figures
+            build_event("error_budget.breached", task_instance=ti, details=d)
+            for f, d in zip(figures, shown, strict=True)
             if f.breached
         ]
         hook.record_events(events)
         for figure in figures:
-            shown = "n/a" if figure.rate is None else f"{figure.rate:.4%}"
             self.log.info(
                 "Error budget %s: %d of %d (%s) against at most %.4f%%%s",
                 figure.budget.name,
                 figure.count,
                 figure.total,
-                shown,
+                "n/a" if figure.rate is None else f"{figure.rate:.4%}",
                 figure.budget.max_rate * 100,
                 ": BREACHED" if figure.breached else "",
             )
-        breached = [f for f in figures if f.breached]
-        failing = [f for f in breached if f.budget.on_breach == "fail"]
-        for figure in breached:
-            if figure.budget.on_breach == "warn":
+            if figure.breached and figure.budget.on_breach == "warn":
                 self.log.warning("Error budget %s is breached (declared to warn).", figure.budget.name)
+        failing = [f for f in figures if f.breached and f.budget.on_breach == "fail"]
         if failing:
             raise AirflowFailException(
                 "Error budget breached: "
@@ -106,4 +104,4 @@ class ErrorBudgetOperator(BaseOperator):
                 + ". Find the cause in the trail (airflow integrity report "
                 + f"{ti.dag_id}), fix it, then clear this task."
             )
-        return [f.as_dict() for f in figures]
+        return shown
