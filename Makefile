@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_append.py
 	$(BIN)/python bench/audit_verify.py
 	$(BIN)/python bench/console_api.py
+	$(BIN)/python bench/quick_approvals.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -202,6 +202,21 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "60",
                         "default": "60",
                     },
+                    "approval_settle_seconds": {
+                        "description": (
+                            "The API server holds an answer to a human-in-the-loop task (PATCH .../hitlDetails) "
+                            "until the task's question is this many seconds old. Airflow 3.3 fails a task whose "
+                            "answer re-queues it before the scheduler has handled the end of the process that "
+                            "parked it ('state mismatch'), and that end can be reported up to [workers] "
+                            "min_heartbeat_interval (5 s) late; the hold gives it time to arrive. Keep it above "
+                            "that interval plus a scheduler loop. 0 switches it off. See "
+                            "docs/airflow-hitl-state-mismatch.md."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "15",
+                        "default": "10",
+                    },
                 },
             }
         },

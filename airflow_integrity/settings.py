@@ -49,6 +49,7 @@ class IntegritySettings:
     audit_listeners: bool
     completeness_interval: float
     quarantine_dir: str
+    approval_settle_seconds: float
 
 
 _OPTIONS = tuple(_DEFAULTS)
@@ -101,6 +102,7 @@ def _read_settings() -> IntegritySettings:
         audit_listeners=flag("audit_listeners"),
         completeness_interval=number("completeness_interval"),
         quarantine_dir=text("quarantine_dir"),
+        approval_settle_seconds=max(0.0, number("approval_settle_seconds")),
     )
 
 

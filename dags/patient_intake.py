@@ -8,15 +8,24 @@ only the good records, exactly as they came in, flow on. The run fails only if m
 bad. The summaries in XCom show failing values only as fingerprints keyed with the integrity store's secret
 salt (``samples="hashed"``): these are patient records. Every validation's full result is in the integrity
 store and every validation and quarantine is an audit event under the business key ``intake-<run id>``.
+
+``verify_insurance`` sends the registered patients' record numbers (and nothing else about them) to the
+payer's eligibility service (``payer_eligibility_api``) in one inquiry keyed ``eligibility-intake-<run id>``:
+a retry or a cleared task gets the stored answer back instead of asking again. When the payer provably did
+nothing (refused the connection, answered 503), the same inquiry goes to a clearinghouse
+(``eligibility_clearinghouse_api``) and ``fallback.used`` records why; an inquiry that may have reached the
+payer (a timeout after sending) is never repeated elsewhere: the task fails for a person to look at.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
 
+from airflow_integrity.operators.http import IdempotentHttpOperator
 from airflow_integrity.operators.validate import ValidateDataOperator
 
 REGISTRATION_SUITE = {
@@ -44,8 +53,7 @@ COVERAGE_SUITE = {
     ],
 }
 
-# Policy lookups a real DAG would make against the payer's eligibility API.
-_PAYERS = {"MRN-100001": ("active", 20), "MRN-100002": ("expired", 0), "MRN-100004": ("active", 35)}
+INTAKE_KEY = "intake-{{ run_id }}"
 
 
 @dag(
@@ -79,26 +87,44 @@ def patient_intake() -> None:
         on_failure="quarantine",  # to a new file in [integrity] quarantine_dir per run, task and try
         max_unexpected_fraction=0.5,
         samples="hashed",  # patient data: XCom shows keyed fingerprints of failing values, not the values
-        business_key="intake-{{ run_id }}",
+        business_key=INTAKE_KEY,
+    )
+
+    verify_insurance = IdempotentHttpOperator(
+        task_id="verify_insurance",
+        http_conn_id="payer_eligibility_api",
+        fallback_http_conn_id="eligibility_clearinghouse_api",
+        endpoint="/eligibility",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+        # The minimum necessary: record numbers only, never names or dates of birth.
+        data=(
+            "{{ {'mrns': ti.xcom_pull(task_ids='validate_registrations')['data'] | map(attribute='mrn') | list}"
+            " | tojson }}"
+        ),
+        key="eligibility-" + INTAKE_KEY,
+        business_key=INTAKE_KEY,
+        namespace="eligibility",
+        retries=2,
+        retry_delay=timedelta(seconds=10),
     )
 
     @task
-    def verify_insurance(validated: dict[str, Any]) -> list[dict[str, Any]]:
-        """Look up each registered patient's coverage; MRN-100002's policy has expired."""
-        checked = []
-        for patient in validated["data"]:
-            coverage, copay = _PAYERS.get(patient["mrn"], ("unknown", 0))
-            checked.append({"mrn": patient["mrn"], "coverage": coverage, "copay": copay})
-        return checked
+    def coverage_rows(inquiry: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each patient's coverage as the payer (or the clearinghouse) answered it; MRN-100002's has expired."""
+        return [
+            {"mrn": row["mrn"], "coverage": row["coverage"], "copay": row["copay"]}
+            for row in inquiry["json"]["results"]
+        ]
 
     coverage = ValidateDataOperator(
         task_id="validate_coverage",
-        data=verify_insurance(registrations.output),
+        data=coverage_rows(verify_insurance.output),
         suite=COVERAGE_SUITE,
         on_failure="quarantine",  # to a new file in [integrity] quarantine_dir per run, task and try
         max_unexpected_fraction=0.5,
         samples="hashed",  # patient data: XCom shows keyed fingerprints of failing values, not the values
-        business_key="intake-{{ run_id }}",
+        business_key=INTAKE_KEY,
     )
 
     @task
@@ -106,6 +132,7 @@ def patient_intake() -> None:
         """Open a medical-history record for each patient who is registered and covered."""
         return [patient["mrn"] for patient in validated["data"]]
 
+    registrations >> verify_insurance
     record_medical_history(coverage.output)
 
 

@@ -1,6 +1,6 @@
 """DEMO ONLY: stand-ins for the outside systems the example DAGs call, so that `make run` works out of the box.
 
-One small HTTP server (standard library, in memory, loopback only) plays five systems, each under its own path:
+One small HTTP server (standard library, in memory, loopback only) plays seven systems, each under its own path:
 
     /payments   POST /payments {claim_id, amount}            -> {payment_id}      POST /refunds {payment_id}
     /erp        POST /invoices {invoice_id, amount, ...}     -> {posting_id}      POST /credit-notes {posting_id}
@@ -8,6 +8,8 @@ One small HTTP server (standard library, in memory, loopback only) plays five sy
     /bureau-b   POST /checks {subject, amount}               -> {score, bureau}   (the fallback bureau)
     /lender     POST /reservations {application_id, amount}  -> {reservation_id}
                 POST /releases {reservation_id}, POST /disbursements {application_id, amount, reservation_id}
+    /payer          POST /eligibility {mrns: [...]}          -> {results: [{mrn, coverage, copay}], checked_by}
+    /clearinghouse  POST /eligibility {mrns: [...]}          -> the same, through a clearinghouse (the fallback)
 
 Every POST needs an ``Idempotency-Key`` header and acts once per key: a repeated key gets the first answer back
 (200, ``Idempotent-Replayed: true``). ``POST /control/down {"system": "bureau-a", "down": true}`` makes a
@@ -37,7 +39,11 @@ CONNECTIONS = {
     "credit_bureau_api": "bureau-a",
     "credit_bureau_fallback_api": "bureau-b",
     "lender_api": "lender",
+    "payer_eligibility_api": "payer",
+    "eligibility_clearinghouse_api": "clearinghouse",
 }
+# The payer's policies by medical record number: (coverage, copay). Anyone else is "unknown".
+_POLICIES = {"MRN-100001": ("active", 20), "MRN-100002": ("expired", 0), "MRN-100004": ("active", 35)}
 
 _LOCK = threading.Lock()
 _DONE: dict[tuple[str, str], dict[str, Any]] = {}  # (system/action, key) -> first answer
@@ -77,6 +83,11 @@ def _act(system: str, action: str, key: str, body: dict[str, Any]) -> dict[str, 
         return {"release_id": _ident("rel", key), "reservation_id": body.get("reservation_id")}
     if system == "lender" and action == "disbursements":
         return {"disbursement_id": _ident("dis", key), "amount": body.get("amount")}
+    if system in ("payer", "clearinghouse") and action == "eligibility":
+        mrns = [str(mrn) for mrn in body.get("mrns") or []]
+        policies = {mrn: _POLICIES.get(mrn, ("unknown", 0)) for mrn in mrns}
+        results = [{"mrn": mrn, "coverage": cover, "copay": copay} for mrn, (cover, copay) in policies.items()]
+        return {"inquiry_id": _ident("elig", key), "results": results, "checked_by": system}
     return None
 
 

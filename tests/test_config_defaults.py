@@ -66,6 +66,7 @@ def test_airflow_config_list_shows_what_the_code_uses(tmp_path: Path, monkeypatc
     assert settings.audit_listeners is (listed["audit_listeners"] == "True")
     assert settings.completeness_interval == float(listed["completeness_interval"])
     assert settings.quarantine_dir == listed["quarantine_dir"]
+    assert settings.approval_settle_seconds == float(listed["approval_settle_seconds"])
     # Empty paths mean "under AIRFLOW_HOME".
     assert listed["sqlite_path"] == "" and settings.sqlite_path == tmp_path / "integrity.db"
     assert listed["spool_dir"] == "" and settings.spool_dir == tmp_path / "integrity-spool"

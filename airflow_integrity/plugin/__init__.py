@@ -22,6 +22,7 @@ from airflow_integrity.listeners import (
     task_instance_listener,
 )
 from airflow_integrity.plugin import console
+from airflow_integrity.plugin.approval_settle import ApprovalSettleMiddleware
 from airflow_integrity.plugin.middleware import RequestUserMiddleware
 from airflow_integrity.plugin.task_end_watch import TaskEndWatchMiddleware
 
@@ -68,6 +69,7 @@ class IntegrityPlugin(AirflowPlugin):
     fastapi_root_middlewares = [
         {"middleware": RequestUserMiddleware, "args": [], "kwargs": {}, "name": "integrity-request-user"},
         {"middleware": TaskEndWatchMiddleware, "args": [], "kwargs": {}, "name": "integrity-task-end-watch"},
+        {"middleware": ApprovalSettleMiddleware, "args": [], "kwargs": {}, "name": "integrity-approval-settle"},
     ]
     react_apps = console.react_apps(URL_PREFIX)
 

@@ -20,7 +20,7 @@ def current_root_app() -> Any:
     return _root_app.get()
 
 
-def _token(scope: dict[str, Any]) -> str | None:
+def request_token(scope: dict[str, Any]) -> str | None:
     headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
     authorization = headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
@@ -56,7 +56,7 @@ class RequestUserMiddleware:
             return
         # Starlette names the application being called in the scope; at the root that is Airflow's own.
         app_marker = _root_app.set(scope.get("app"))
-        token = _token(scope)
+        token = request_token(scope)
         user = await _user_name(token) if token else None
         marker = set_current_user(user, f"{scope.get('method')} {scope.get('path')}")
         try:

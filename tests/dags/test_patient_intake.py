@@ -12,12 +12,24 @@ from airflow_integrity.store.validation_results import sample_key
 from airflow_integrity.validation.quarantine import REASONS_COLUMN
 from airflow_integrity.validation.summary import keyed_fingerprint
 from tests.dag_runs import load_example_dag
+from tests.demo_services import call, demo_services
 from tests.hooks.validation_helpers import events
 
 pytestmark = pytest.mark.integration
 
 
-def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(airflow_db, tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def services(monkeypatch: pytest.MonkeyPatch):
+    """The demo payer and clearinghouse, reached through the DAG's connections; yields their URL."""
+    with demo_services() as (url, connections):
+        for name, value in connections.items():
+            monkeypatch.setenv(name, value)
+        yield url
+
+
+def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(
+    airflow_db, tmp_path, monkeypatch, services
+) -> None:
     from airflow.utils.state import DagRunState, TaskInstanceState
 
     store_url = f"sqlite:///{tmp_path / 'integrity.db'}"
@@ -45,8 +57,12 @@ def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(airflow_db
     assert coverage[REASONS_COLUMN].tolist() == ["#0 expect_column_values_to_be_in_set on coverage"]
 
     # Only good rows reached each next step; the warning (no email) did not stop MRN-100004.
-    insured = tis["verify_insurance"].xcom_pull(task_ids="verify_insurance")
+    insured = tis["coverage_rows"].xcom_pull(task_ids="coverage_rows")
     assert [row["mrn"] for row in insured] == ["MRN-100001", "MRN-100002", "MRN-100004"]
+    # One eligibility inquiry, to the payer; no fallback was needed.
+    assert call(services, "/stats")["done"] == {"/payer/eligibility": 1}
+    inquiry = tis["verify_insurance"].xcom_pull(task_ids="verify_insurance")
+    assert inquiry["json"]["checked_by"] == "payer" and "fallback" not in inquiry
     history = tis["record_medical_history"].xcom_pull(task_ids="record_medical_history")
     assert history == ["MRN-100001", "MRN-100004"]
 
@@ -79,3 +95,34 @@ def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(airflow_db
         ("validate_coverage", "validation.quarantined"),
     ]
     assert {e.business_key for e in recorded} == {f"intake-{run.run_id}"}
+
+
+def test_with_the_payer_down_the_inquiry_goes_once_to_the_clearinghouse(
+    airflow_db, tmp_path, monkeypatch, services
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    store_url = f"sqlite:///{tmp_path / 'integrity.db'}"
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", store_url)
+    monkeypatch.setenv("AIRFLOW__INTEGRITY__QUARANTINE_DIR", str(tmp_path / "quarantine"))
+    call(services, "/control/down", {"system": "payer", "down": True})  # answers 503, does nothing
+
+    dag = load_example_dag("patient_intake")
+    run = dag.test()
+
+    assert run.state == DagRunState.SUCCESS
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    inquiry = tis["verify_insurance"].xcom_pull(task_ids="verify_insurance")
+    assert inquiry["json"]["checked_by"] == "clearinghouse"
+    assert inquiry["fallback"]["http_conn_id"] == "eligibility_clearinghouse_api"
+    assert call(services, "/stats")["done"] == {"/clearinghouse/eligibility": 1}
+    history = tis["record_medical_history"].xcom_pull(task_ids="record_medical_history")
+    assert history == ["MRN-100001", "MRN-100004"]
+
+    (used,) = [e for e in events(store_url) if e.event_type == "fallback.used"]
+    assert used.task_id == "verify_insurance" and used.business_key == f"intake-{run.run_id}"
+    assert "503" in used.details["reason"]
+    assert (used.details["primary"], used.details["fallback"]) == (
+        "payer_eligibility_api",
+        "eligibility_clearinghouse_api",
+    )

@@ -25,6 +25,7 @@ import pytest
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.audit.export import iter_records
+from tests.demo_services import demo_services
 from tests.e2e.approvals import answer_approval
 from tests.e2e.browser import browser_page
 from tests.e2e.conftest import ClusterFactory, E2EPostgres
@@ -47,8 +48,9 @@ def dags_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def cluster_env(store_uri: str, payments_url: str) -> dict[str, str]:
+def cluster_env(store_uri: str, payments_url: str, demo: dict[str, str]) -> dict[str, str]:
     return {
+        **demo,  # patient_intake's payer and clearinghouse
         "AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri,
         "AIRFLOW_CONN_PAYMENTS_API": payments_url,
         "AIRFLOW_CONN_AUDIT_SIGNING_KEY": json.dumps({"conn_type": "generic", "password": SIGNING_SECRET}),
@@ -127,8 +129,9 @@ def test_a_reviewer_reads_the_trail_verifies_it_and_releases_a_key_in_the_airflo
 ) -> None:
     store_uri = e2e_pg.create_database("store")
     shots = screenshot_dir(tmp_path)
-    with payments_service() as payments:
-        cluster = airflow_cluster_factory(dags_folder(tmp_path), env=cluster_env(store_uri, payments.url))
+    with payments_service() as payments, demo_services() as (_, demo):
+        env = cluster_env(store_uri, payments.url, demo)
+        cluster = airflow_cluster_factory(dags_folder(tmp_path), env=env)
         with cluster:
             runs = run_examples(cluster)
             assert payments.stats()["payments"] == 1  # two runs for claim 42, one payment

@@ -72,6 +72,7 @@ def test_every_example_dag_runs_out_of_the_box_and_a_rejected_loan_releases_its_
         "/lender/reservations": 2,
         "/lender/disbursements": 1,  # only the approved loan
         "/lender/releases": 1,  # only the rejected one
+        "/payer/eligibility": 1,  # patient_intake's one inquiry
     }, done
 
     store = IntegrityStore(StoreLocation.from_url(store_uri))
