@@ -19,6 +19,7 @@ payer (a timeout after sending) is never repeated elsewhere: the task fails for 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -109,17 +110,10 @@ def patient_intake() -> None:
         retry_delay=timedelta(seconds=10),
     )
 
-    @task
-    def coverage_rows(inquiry: dict[str, Any]) -> list[dict[str, Any]]:
-        """Each patient's coverage as the payer (or the clearinghouse) answered it; MRN-100002's has expired."""
-        return [
-            {"mrn": row["mrn"], "coverage": row["coverage"], "copay": row["copay"]}
-            for row in inquiry["json"]["results"]
-        ]
-
     coverage = ValidateDataOperator(
         task_id="validate_coverage",
-        data=coverage_rows(verify_insurance.output),
+        # Each patient's coverage as the payer (or the clearinghouse) answered it; MRN-100002's has expired.
+        data="{{ ti.xcom_pull(task_ids='verify_insurance')['json']['results'] | tojson }}",
         suite=COVERAGE_SUITE,
         on_failure="quarantine",  # to a new file in [integrity] quarantine_dir per run, task and try
         max_unexpected_fraction=0.5,
@@ -130,9 +124,10 @@ def patient_intake() -> None:
     @task
     def record_medical_history(validated: dict[str, Any]) -> list[str]:
         """Open a medical-history record for each patient who is registered and covered."""
-        return [patient["mrn"] for patient in validated["data"]]
+        covered = json.loads(validated["data"])  # the good records, as text exactly as the payer wrote them
+        return [patient["mrn"] for patient in covered]
 
-    registrations >> verify_insurance
+    registrations >> verify_insurance >> coverage
     record_medical_history(coverage.output)
 
 

@@ -57,7 +57,7 @@ def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(
     assert coverage[REASONS_COLUMN].tolist() == ["#0 expect_column_values_to_be_in_set on coverage"]
 
     # Only good rows reached each next step; the warning (no email) did not stop MRN-100004.
-    insured = tis["coverage_rows"].xcom_pull(task_ids="coverage_rows")
+    insured = tis["verify_insurance"].xcom_pull(task_ids="verify_insurance")["json"]["results"]
     assert [row["mrn"] for row in insured] == ["MRN-100001", "MRN-100002", "MRN-100004"]
     # One eligibility inquiry, to the payer; no fallback was needed.
     assert call(services, "/stats")["done"] == {"/payer/eligibility": 1}
