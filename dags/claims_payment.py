@@ -29,8 +29,10 @@ from airflow_integrity.operators.http import HttpCompensation, IdempotentHttpOpe
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     params={
-        "claim_id": Param("42", type="string", description="The approved claim to pay."),
-        "amount": Param("125.40", type="string", description="Amount to pay, as a decimal string."),
+        "claim_id": Param("42", type="string", pattern=r"^[0-9]+$", description="The approved claim to pay."),
+        "amount": Param(
+            "125.40", type="string", pattern=r"^[0-9]+(\.[0-9]{1,2})?$", description="Amount to pay, as a decimal."
+        ),
     },
     tags=["integrity", "example", "claims"],
 )
@@ -41,6 +43,8 @@ def claims_payment():
         record("claim.approved", business_key=f"claim-{claim['claim_id']}", details={"claim": fingerprint(claim)})
         return claim
 
+    # integrity-lint: ignore[unvalidated-handoff]: the claim is the run's parameters, checked against their
+    # schema when the run is triggered
     pay_claim = IdempotentHttpOperator(
         task_id="pay_claim",
         http_conn_id="payments_api",
@@ -56,6 +60,8 @@ def claims_payment():
         ),
     )
 
+    # integrity-lint: ignore[unvalidated-handoff]: only the payment id, from the payment service's stored
+    # answer to the keyed request
     @task
     def confirm_payment(payment: dict, params=None) -> str:
         payment_id = payment["json"]["payment_id"]

@@ -116,6 +116,8 @@ def loan_origination() -> None:
         compensate=NOTHING_TO_UNDO,
     )
 
+    # integrity-lint: ignore[unvalidated-handoff]: the bureau's answer is shown to the underwriter, who judges
+    # it and signs
     decision = ApprovalOperator(
         task_id="underwriter_decision",
         subject="Approve loan {{ params.application_id }}: {{ params.amount }}, {{ params.term_months }} months?",
@@ -127,6 +129,8 @@ def loan_origination() -> None:
         response_timeout=timedelta(days=5),
     )
 
+    # integrity-lint: ignore[unvalidated-handoff]: the lender's own reservation id for this loan, handed back
+    # to the lender
     disburse = IdempotentHttpOperator(
         task_id="disburse",
         http_conn_id="lender_api",

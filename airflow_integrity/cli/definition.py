@@ -9,6 +9,7 @@ from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_c
 
 from airflow_integrity.cli.audit_command import AUDIT_COMMANDS
 from airflow_integrity.cli.ledger_command import LEDGER_COMMANDS
+from airflow_integrity.cli.lint_command import LINT_ARGS
 from airflow_integrity.cli.report_command import REPORT_ARGS
 
 ARG_CONN_ID = Arg(
@@ -72,6 +73,13 @@ def get_integrity_cli_commands() -> list[GroupCommand]:
                     "(exit 1 when a budget is breached)",
                     func=lazy_load_command("airflow_integrity.cli.report_command.report"),
                     args=REPORT_ARGS,
+                ),
+                ActionCommand(
+                    name="lint",
+                    help="Report the hand-offs no validation guards, effects with no idempotency key or no undo, "
+                    "and approvals whose signatures state no meaning, per DAG (exit 1 on findings)",
+                    func=lazy_load_command("airflow_integrity.cli.lint_command.lint"),
+                    args=LINT_ARGS,
                 ),
             ),
         )

@@ -12,30 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_integrity.audit import fingerprint
+from airflow_integrity.signatures import is_human_in_the_loop, signature_meaning
 
 APPROVAL_EVENT = "approval.signed"
 TIMEOUT_EVENT = "approval.timed_out"
 
-# The meaning of a signature by operator class name (§11.50(a)(3)); ApprovalOperator depends on the choice.
-_MEANINGS = {
-    "HITLBranchOperator": "decision",
-    "HITLEntryOperator": "data entry",
-    "HITLOperator": "review",
-}
-
 
 def _is_hitl(task: Any) -> bool:
-    return any(cls.__name__ == "HITLOperator" for cls in type(task).__mro__) and hasattr(task, "hitl_summary")
-
-
-def _meaning(task: Any, chosen: list[str]) -> str:
-    for cls in type(task).__mro__:
-        if cls.__name__ == "ApprovalOperator":
-            approve = getattr(task, "APPROVE", "Approve")
-            return "approval" if approve in chosen else "rejection"
-        if cls.__name__ in _MEANINGS:
-            return _MEANINGS[cls.__name__]
-    return "review"
+    return is_human_in_the_loop(task) and hasattr(task, "hitl_summary")
 
 
 def _summary(task: Any) -> dict[str, Any] | None:
@@ -83,7 +67,7 @@ def approval_event(task: Any) -> tuple[str, str | None, dict[str, Any]] | None:
             "printed_name": name,
             "user_id": str(responder.get("id")) if responder.get("id") is not None else None,
             "signed_at": summary.get("responded_at"),
-            "meaning": _meaning(task, chosen),
+            "meaning": signature_meaning(task, chosen),
         },
     }
     if "approved" in summary:

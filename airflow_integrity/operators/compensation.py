@@ -93,7 +93,7 @@ class CompensateOperator(BaseOperator):
             task = dag.task_dict.get(effect.task_id) if effect.task_id else None
             if isinstance(task, CompensateOperator):
                 continue  # a compensation this task (or another compensating one) completed
-            undo = _compensate_of(task)
+            undo = declared_undo(task)
             if undo == NOTHING_TO_UNDO:
                 kept.append(effect.entry.key)
                 continue
@@ -223,7 +223,7 @@ def _task_of(name: str, mapped: Iterable[str]) -> str:
     return name
 
 
-def _compensate_of(task: Any) -> Any:
+def declared_undo(task: Any) -> Any:
     """What a task declares to undo its effect (a mapped task declares it in its partial arguments)."""
     if task is None:
         return None
@@ -245,7 +245,7 @@ def compensation(task_id: str = "compensate", **kwargs: Any) -> CompensateOperat
     for other in task.dag.tasks:
         if other is task or other.is_teardown:
             continue
-        undo = _compensate_of(other)
+        undo = declared_undo(other)
         if hasattr(other, "partial_kwargs") and undo not in (None, NOTHING_TO_UNDO):
             raise ValueError(
                 f"Task {other.task_id!r} is mapped: compensate= is not supported on mapped tasks yet. Undo its "

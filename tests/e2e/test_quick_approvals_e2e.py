@@ -8,6 +8,8 @@ each signature. Six approvals wait side by side in each run; a client answers ea
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.audit.chain import AuditLog
 from airflow_integrity.store.audit.export import iter_records
 from airflow_integrity.store.audit.verify import verify
-from tests.e2e.approvals import approve_each_as_asked, state_mismatches
+from tests.e2e.approvals import answer_path, approve_each_as_asked, state_mismatches, wait_for_state
 from tests.e2e.conftest import ClusterFactory
 
 pytestmark = pytest.mark.e2e
@@ -73,17 +75,31 @@ def test_with_the_hold_every_approval_answered_at_once_succeeds_and_is_signed(
     airflow_cluster_factory: ClusterFactory, tmp_path: Path
 ) -> None:
     store_uri = f"sqlite:///{tmp_path / 'integrity.db'}"
-    with airflow_cluster_factory(DAGS, env={"AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri}) as cluster:
+    env = {
+        "AIRFLOW_CONN_INTEGRITY_DEFAULT": store_uri,
+        # A second user who may read the DAG but not answer its questions.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,reader:viewer",
+    }
+    with airflow_cluster_factory(DAGS, env=env) as cluster:
         cluster.wait_for_dag(DAG_ID, timeout=180)
         outcomes = _answer_runs(cluster)
+        refused, cleared = _refused_then_cleared(cluster)
         logs = cluster.logs_tail()
 
     for run_id, states, mismatches, answers in outcomes:
         assert states == dict.fromkeys(TASKS, "success"), (run_id, states, logs)
         assert mismatches == [], (run_id, mismatches)
-        # Each answer came within 0.1 s (plus a poll) of the question and was held until the question was HOLD old.
+        # Each answer came within 0.1 s (plus a poll) of the park and was held until the try had waited HOLD.
         assert set(answers) == TASKS
         assert all(HOLD - 2.0 <= seconds <= HOLD + 5.0 for seconds in answers.values()), answers
+
+    # Someone who may not answer is refused at once: nothing is held (or looked up) for them.
+    status, seconds = refused
+    assert status == 403 and seconds < 2.0, refused
+    # A cleared approval asks again; its answer is held from the new park, not from the first question.
+    cleared_run, cleared_state, cleared_seconds = cleared
+    assert cleared_state == "success", logs
+    assert HOLD - 2.0 <= cleared_seconds <= HOLD + 5.0, cleared_seconds
 
     store = IntegrityStore(StoreLocation.from_url(store_uri))
     try:
@@ -96,7 +112,36 @@ def test_with_the_hold_every_approval_answered_at_once_succeeds_and_is_signed(
         assert verify(store).ok
     finally:
         store.engine.dispose()
-    expected = {(run_id, task) for run_id, _, _, _ in outcomes for task in TASKS}
+    expected = {(run_id, task) for run_id, _, _, _ in outcomes for task in TASKS} | {
+        (cleared_run, task) for task in TASKS
+    }
     assert {(run_id, task) for run_id, task, _ in signed} == expected
-    assert len(signed) == len(expected)  # one signature per answer, none recorded twice
+    # One signature per answer: the cleared approval was signed twice, every other once.
+    assert len(signed) == len(expected) + 1
+    assert sum(1 for run_id, task, _ in signed if (run_id, task) == (cleared_run, "approve_1")) == 2
     assert {actor for _, _, actor in signed} == {cluster.username}
+
+
+def _refused_then_cleared(cluster) -> tuple[tuple[int, float], tuple[str, str, float]]:
+    """A viewer's answer to a waiting approval; then the run approved, ``approve_1`` cleared and answered again."""
+    run_id = cluster.trigger(DAG_ID)
+    wait_for_state(cluster, DAG_ID, run_id, "approve_1", {"awaiting_input"})
+    password = json.loads(cluster.passwords_file.read_text())["reader"]
+    reader = cluster.client.post("/auth/token", json={"username": "reader", "password": password})
+    reader.raise_for_status()
+    started = time.monotonic()
+    response = cluster.client.patch(
+        answer_path(DAG_ID, run_id, "approve_1"),
+        json={"chosen_options": ["Approve"], "params_input": {}},
+        headers={"Authorization": f"Bearer {reader.json()['access_token']}"},
+    )
+    refused = (response.status_code, time.monotonic() - started)
+    answers = approve_each_as_asked(cluster, DAG_ID, run_id, TASKS)
+    assert set(answers.seconds) == TASKS, answers
+    assert cluster.wait_for_run(DAG_ID, run_id, timeout=240) == "success", cluster.logs_tail()
+
+    body = {"dag_run_id": run_id, "task_ids": ["approve_1"], "only_failed": False, "dry_run": False}
+    cluster.api("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
+    again = approve_each_as_asked(cluster, DAG_ID, run_id, {"approve_1"})
+    state = cluster.wait_for_run(DAG_ID, run_id, timeout=240)
+    return refused, (run_id, state, again.seconds.get("approve_1", 0.0))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_integrity.plugin.approval_settle import _ANSWER_PATH, hold_seconds
+from airflow_integrity.plugin.approval_settle import _ANSWER_PATH, Question, hold_seconds
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
@@ -20,11 +20,26 @@ NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
         (5.0, 5.0, 0.0),
         (3600.0, 5.0, 0.0),  # a person answering an hour later is not held
         (0.0, 0.0, 0.0),  # switched off
-        (-30.0, 5.0, 5.0),  # a question stamped in the future (a skewed clock) never holds longer than settle
+        (0.0, float("inf"), 0.0),  # a setting that cannot be waited out holds nothing
+        (-30.0, 5.0, 5.0),  # a park stamped in the future (a skewed clock) never holds longer than settle
     ],
 )
-def test_an_answer_is_held_until_its_question_is_settle_old(age: float, settle: float, held: float) -> None:
-    assert hold_seconds(NOW - timedelta(seconds=age), settle, NOW) == pytest.approx(held)
+def test_an_answer_is_held_until_the_try_has_been_parked_settle_seconds(
+    age: float, settle: float, held: float
+) -> None:
+    question = Question(parked_at=NOW - timedelta(seconds=age), deadline=None)
+    assert hold_seconds(question, settle, NOW) == pytest.approx(held)
+
+
+def test_an_answer_before_the_park_is_held_the_whole_settle_time() -> None:
+    assert hold_seconds(Question(parked_at=None, deadline=None), 5.0, NOW) == 5.0
+
+
+def test_a_held_answer_is_let_through_a_second_before_the_response_deadline() -> None:
+    question = Question(parked_at=NOW, deadline=NOW + timedelta(seconds=3))
+    assert hold_seconds(question, 10.0, NOW) == pytest.approx(2.0)
+    past = Question(parked_at=NOW, deadline=NOW - timedelta(seconds=1))
+    assert hold_seconds(past, 10.0, NOW) == 0.0
 
 
 def test_no_question_means_no_hold() -> None:
@@ -54,6 +69,9 @@ def test_answers_are_recognised_under_any_base_path(path: str, expected: tuple[s
         "/api/v2/dags/d/dagRuns/r/taskInstances/t/-1",
         "/api/v2/dags/d/dagRuns/r/taskInstances/t/-1/hitlDetails/tries/1",
         "/api/v2/dags/d/dagRuns/r/taskInstances/t/x/hitlDetails",
+        "/api/v2/dags/d/dagRuns/r/taskInstances/t/\u0663/hitlDetails",  # not an ASCII digit
+        "/api/v2/dags/d/dagRuns/r/taskInstances/t/1/hitlDetails\n",
+        "/api/v2/dags/d/dagRuns/r/taskInstances/t/" + "9" * 5000 + "/hitlDetails",
         "/api/v2/hitlDetails",
     ],
 )
