@@ -73,6 +73,7 @@ def test_an_event_the_store_would_refuse_is_never_spooled(
     assert AuditSpool(spool_dir).pending() == 1
 
 
+@pytest.mark.requirement("alcoa.contemporaneous")
 def test_a_spooled_event_keeps_its_id_and_the_time_it_happened(
     store_url: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,6 +95,7 @@ def test_a_spooled_event_keeps_its_id_and_the_time_it_happened(
     assert marker["host"] and marker["pid"] == os.getpid() and "127.0.0.1:9" in marker["reason"]
 
 
+@pytest.mark.requirement("alcoa.enduring")
 def test_a_replay_killed_half_way_records_nothing_twice(
     store: IntegrityStore, store_url: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

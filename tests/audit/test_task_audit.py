@@ -26,6 +26,7 @@ def _records(url: str, **filters: str) -> list[dict]:
     ]  # fmt: skip
 
 
+@pytest.mark.requirement("part11.11.10e")
 def test_store_check_dag_run_is_audited_task_by_task(airflow_db, store_conn_env: str) -> None:
     DagBag = dag_bag_module().DagBag
     from airflow.utils.state import DagRunState

@@ -126,6 +126,7 @@ def test_checkpoint_needs_a_key(trail: IntegrityStore, capsys: pytest.CaptureFix
     assert "--key-conn-id" in err and "'no_such_key' is not defined" in err
 
 
+@pytest.mark.requirement("alcoa.available", "part11.11.10b")
 def test_export_writes_the_file_with_its_verification(
     trail: IntegrityStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -175,6 +176,7 @@ def test_audit_commands_are_defined_lazily() -> None:
     assert {"--key-conn-id", "--format", "--business-key", "--since", "--until", "--output"} <= flags
 
 
+@pytest.mark.requirement("part11.11.10a")
 def test_real_airflow_cli_verify_exits_0_then_1_after_tampering(tmp_path: Path) -> None:
     import os
     import subprocess

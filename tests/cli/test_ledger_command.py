@@ -81,6 +81,7 @@ def test_show_can_print_the_stored_result(ledger: IdempotencyLedger, capsys) -> 
     assert "inline" in out
 
 
+@pytest.mark.requirement("annex11.9")
 def test_release_records_the_person_and_reason_and_reopens_the_key(
     ledger: IdempotencyLedger, store_conn_env: str, capsys
 ) -> None:  # type: ignore[no-untyped-def]
@@ -130,6 +131,7 @@ def test_show_is_audited_with_the_person_and_the_reason(
     assert "PAY-9" not in json.dumps(event["details"])
 
 
+@pytest.mark.requirement("alcoa.attributable")
 def test_release_without_user_records_the_os_login(ledger: IdempotencyLedger) -> None:
     _completed(ledger)
     ledger_command.release(
@@ -159,6 +161,7 @@ def test_refusals_exit_1_with_the_reason_and_no_traceback(ledger: IdempotencyLed
     assert "is empty" in capsys.readouterr().err
 
 
+@pytest.mark.requirement("part11.11.10g")
 @pytest.mark.unit
 def test_release_requires_a_reason(capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit):

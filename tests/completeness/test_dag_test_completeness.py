@@ -61,6 +61,7 @@ def _reconcile(run: Any, capsys: pytest.CaptureFixture[str], **options: Any) -> 
     return code, capsys.readouterr().out
 
 
+@pytest.mark.requirement("alcoa.complete")
 def test_every_state_of_skips_failures_and_mapped_tasks_has_its_event_and_cause(
     airflow_db, store_conn_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

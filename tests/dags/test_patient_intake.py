@@ -27,6 +27,7 @@ def services(monkeypatch: pytest.MonkeyPatch):
         yield url
 
 
+@pytest.mark.requirement("alcoa.accurate")
 def test_patient_intake_quarantines_bad_records_and_hands_on_the_good(
     airflow_db, tmp_path, monkeypatch, services
 ) -> None:

@@ -47,6 +47,7 @@ def _kill_when_announced(folder: Path, name: str) -> int:
     return pid
 
 
+@pytest.mark.requirement("annex11.14", "part11.11.10e", "part11.11.70")
 @pytest.mark.e2e
 def test_approvals_killed_tasks_and_the_claims_story_are_on_a_verifiable_trail(
     airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres, tmp_path: Path

@@ -157,6 +157,7 @@ def scaled(e2e_pg: E2EPostgres, e2e_pycache: Path, tmp_path_factory: pytest.Temp
         print(f"{name}: {outcome}")
 
 
+@pytest.mark.requirement("part11.11.10h")
 def test_a_worker_killed_while_its_payment_is_in_flight_pays_once(scaled: Scaled) -> None:
     """The worker running the payment dies with its pool and task processes (SIGKILL) while the service holds
     the request; Airflow fails the try for its lost heartbeat and retries it on the other worker, which takes
@@ -356,6 +357,7 @@ def test_the_store_down_mid_batch_under_fail_fails_tries_cleanly_and_pays_once(s
     }
 
 
+@pytest.mark.requirement("alcoa.enduring", "annex11.7")
 def test_the_store_down_under_spool_runs_on_and_the_spools_drain_in_order(scaled: Scaled) -> None:
     """Policy ``spool`` on the workers: the steps run through the outage on their first try; what they could not
     record waits in each worker's spool and reaches the trail, in each spool's order, with nothing lost."""

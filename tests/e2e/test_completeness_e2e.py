@@ -131,6 +131,7 @@ def _one(events: list[Any], **match: Any) -> Any:
     return found[0]
 
 
+@pytest.mark.requirement("hipaa.164.312b", "part11.11.10e")
 @pytest.mark.e2e
 def test_every_state_on_a_cluster_has_its_event_with_its_cause(
     airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres, tmp_path: Path
@@ -231,6 +232,7 @@ def test_every_state_on_a_cluster_has_its_event_with_its_cause(
     assert any(e.details["cause"].get("task_id") == "branching" for e in skips), skips
 
 
+@pytest.mark.requirement("alcoa.complete")
 @pytest.mark.e2e
 def test_with_the_listeners_off_reconcile_on_a_cluster_lists_every_gap(
     airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres, tmp_path: Path

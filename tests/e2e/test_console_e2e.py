@@ -124,6 +124,7 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.requirement("alcoa.legible", "annex11.9")
 def test_a_reviewer_reads_the_trail_verifies_it_and_releases_a_key_in_the_airflow_ui(
     airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres, tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ EXAMPLES = {
 }
 
 
+@pytest.mark.requirement("part11.11.10f")
 def test_every_example_dag_runs_out_of_the_box_and_a_rejected_loan_releases_its_reservation(
     airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres, tmp_path: Path
 ) -> None:

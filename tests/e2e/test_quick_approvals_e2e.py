@@ -71,6 +71,7 @@ def test_airflow_alone_fails_approvals_answered_at_once(
     assert all(seconds < 2.0 for _, _, _, answers in outcomes for seconds in answers.values())
 
 
+@pytest.mark.requirement("part11.11.10f", "part11.11.10g")
 def test_with_the_hold_every_approval_answered_at_once_succeeds_and_is_signed(
     airflow_cluster_factory: ClusterFactory, tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ def test_failed_warning_expectations_warn_and_never_fail(store_conn_env: str, ca
     assert event.details["result_id"] == run.result_id and event.details["success"] is True
 
 
+@pytest.mark.requirement("alcoa.accurate")
 def test_policies_fail_warn_quarantine(store_conn_env: str, tmp_path, capfd) -> None:
     hook = IntegrityCheckHook()
     run = hook.validate_data(ROWS, SUITE, collect_unexpected_rows=True)

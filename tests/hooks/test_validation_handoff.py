@@ -63,6 +63,7 @@ def _quarantine(hook: IntegrityCheckHook, data, tmp_path, **options):  # type: i
     )
 
 
+@pytest.mark.requirement("alcoa.original")
 def test_records_flow_on_as_the_original_objects(store_conn_env: str, tmp_path) -> None:
     handoff = _quarantine(IntegrityCheckHook(), EXACT, tmp_path / "q", quarantine_format="jsonl")
 

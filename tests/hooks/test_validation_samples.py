@@ -45,6 +45,7 @@ def test_each_store_has_its_own_secret_salt_that_cannot_be_changed(store, store_
     assert key.hex() not in json.dumps(store.describe().as_dict())
 
 
+@pytest.mark.requirement("hipaa.164.312c1")
 def test_hashed_samples_are_keyed_by_the_store_salt_and_never_show_it(store_conn_env: str) -> None:
     hook = IntegrityCheckHook()
     run = hook.validate_data(ROWS, SUITE, samples="hashed", business_key="intake-7")

@@ -33,6 +33,7 @@ def _lint_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.requirement("part11.11.50")
 def test_each_gap_is_reported_with_its_file_and_line_and_guarded_twins_are_not() -> None:
     gaps = HERE / "dags" / "coverage_gaps.py"
     compensated = HERE / "dags" / "compensated_gaps.py"
@@ -111,6 +112,7 @@ def test_a_dag_file_that_does_not_import_is_a_finding_not_a_crash() -> None:
     assert "the partner catalogue is unreachable at parse time" in finding.message
 
 
+@pytest.mark.requirement("annex11.4")
 def test_the_example_dags_are_clean(tmp_path: Path) -> None:
     result = _lint_cli("dags", home=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

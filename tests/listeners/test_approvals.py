@@ -21,6 +21,7 @@ def _response(*chosen: str, params_input: dict | None = None) -> dict:
     }
 
 
+@pytest.mark.requirement("alcoa.attributable", "annex11.14", "part11.11.50")
 def test_an_approval_records_the_printed_name_time_and_meaning() -> None:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
@@ -39,6 +40,7 @@ def test_an_approval_records_the_printed_name_time_and_meaning() -> None:
     assert details["approved"] is True and details["operator"] == "ApprovalOperator"
 
 
+@pytest.mark.requirement("part11.11.50")
 def test_a_rejection_is_signed_with_its_own_meaning_even_when_the_task_fails() -> None:
     from airflow.providers.standard.exceptions import HITLRejectException
     from airflow.providers.standard.operators.hitl import ApprovalOperator

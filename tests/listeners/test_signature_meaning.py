@@ -15,6 +15,7 @@ from airflow_integrity.signatures import declared_meaning, signature_meaning
 pytestmark = pytest.mark.unit
 
 
+@pytest.mark.requirement("part11.11.50")
 def test_airflow_s_operators_state_their_meaning() -> None:
     approval = ApprovalOperator(task_id="approve", subject="Pay?")
     assert signature_meaning(approval, ["Approve"]) == "approval"

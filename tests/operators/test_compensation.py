@@ -18,6 +18,7 @@ def _states(run) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
+@pytest.mark.requirement("part11.11.10f")
 def test_a_failed_process_refunds_its_payments_once_each_newest_first(
     airflow_db, store_conn_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

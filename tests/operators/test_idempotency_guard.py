@@ -37,6 +37,7 @@ def _entry(url: str, key: str):  # type: ignore[no-untyped-def]
         return ledger.get(key)
 
 
+@pytest.mark.requirement("part11.11.10f")
 def test_first_attempt_runs_later_ones_replay_and_other_inputs_are_refused(store_conn_env: str) -> None:
     seen = []
 

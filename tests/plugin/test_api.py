@@ -20,12 +20,14 @@ def _client_as_user() -> TestClient:
     return TestClient(app)
 
 
+@pytest.mark.requirement("part11.11.10d")
 def test_requests_without_credentials_are_refused() -> None:
     client = TestClient(create_app())
     assert client.get("/api/v1/health").status_code == 401
     assert client.get("/static/console.js").status_code == 401
 
 
+@pytest.mark.requirement("annex11.12")
 @pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
 def test_api_description_and_docs_pages_need_a_user(path: str) -> None:
     client = TestClient(create_app())

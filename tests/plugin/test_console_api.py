@@ -63,6 +63,7 @@ def _as(auth_manager, app, name):  # noqa: F811
     return login(auth_manager, app, name)
 
 
+@pytest.mark.requirement("annex11.12", "part11.11.10d")
 def test_every_route_refuses_a_request_without_credentials(app) -> None:
     from fastapi.testclient import TestClient
 
@@ -78,6 +79,7 @@ def test_every_route_refuses_a_request_without_credentials(app) -> None:
     assert forged.get(f"{V1}/events").status_code in (401, 403)
 
 
+@pytest.mark.requirement("hipaa.164.312b")
 def test_events_newest_first_with_every_filter(app, auth_manager) -> None:  # noqa: F811
     _seed_trail()
     admin = _as(auth_manager, app, "admin")
@@ -113,6 +115,7 @@ def test_events_newest_first_with_every_filter(app, auth_manager) -> None:  # no
     assert types(task_id="check", map_index=-1) == []  # the seeded events name no map index
 
 
+@pytest.mark.requirement("alcoa.consistent")
 def test_pages_by_cursor_stay_stable_while_events_are_appended(app, auth_manager) -> None:  # noqa: F811
     for n in range(30):
         _record(event_type="step", dag_id="claims", run_id="r1", details={"n": n})
@@ -139,6 +142,7 @@ def test_pages_by_cursor_stay_stable_while_events_are_appended(app, auth_manager
     assert seen == list(range(30, 0, -1)), "every event before the first page, once each, in order"
 
 
+@pytest.mark.requirement("part11.11.10d")
 def test_a_scoped_user_sees_only_their_dags_and_nothing_store_wide(app, auth_manager) -> None:  # noqa: F811
     _seed_trail()
     reviewer = _as(auth_manager, app, "claims-reviewer")
@@ -170,6 +174,7 @@ def test_one_event_with_its_body_and_hashes(app, auth_manager) -> None:  # noqa:
     assert admin.get(f"{V1}/events/{2**70}").status_code in (404, 422)
 
 
+@pytest.mark.requirement("alcoa.available", "part11.11.10b")
 def test_a_business_keys_story_across_runs_and_its_download(app, auth_manager, store_conn_env) -> None:  # noqa: F811
     from airflow_integrity.store.audit.export import export
 
@@ -451,6 +456,7 @@ def test_ledger_keys_with_holders_and_history(app, auth_manager) -> None:  # noq
     assert admin.get(f"{V1}/ledger/namespaces/default/keys/nope").status_code == 404
 
 
+@pytest.mark.requirement("annex11.9", "part11.11.10g")
 def test_release_needs_a_reason_and_the_right_and_is_audited_with_the_user(app, auth_manager) -> None:  # noqa: F811
     _claimed("claim-1", "claims")
     _claimed("claim-2", "claims", complete=False)

@@ -98,6 +98,7 @@ def test_concurrent_duplicates_make_one_run(airflow_app, auth_manager) -> None: 
     assert len(_runs()) == 1
 
 
+@pytest.mark.requirement("part11.11.10g")
 def test_airflows_refusals_pass_through_and_leave_the_key_retryable(airflow_app, auth_manager) -> None:  # noqa: F811
     viewer = login(auth_manager, airflow_app, "viewer")
     assert _trigger(viewer, "k-viewer").status_code == 403
@@ -120,6 +121,7 @@ def test_airflows_refusals_pass_through_and_leave_the_key_retryable(airflow_app,
     assert _trigger(user, "k-other", named).status_code == 409
 
 
+@pytest.mark.requirement("alcoa.attributable")
 def test_each_decision_is_audited_with_the_user(airflow_app, auth_manager, store_conn_env) -> None:  # noqa: F811
     from airflow_integrity.store.audit.chain import AuditLog
     from airflow_integrity.store.audit.export import iter_records

@@ -295,6 +295,7 @@ def test_runtime_role_is_refused_inserting_into_the_chain_or_history_or_choosing
     assert str(error).startswith(f"permission denied for table {table}"), str(error)
 
 
+@pytest.mark.requirement("part11.11.10c")
 @pytest.mark.parametrize("table", APPEND_ONLY)
 @pytest.mark.parametrize("statement", ["UPDATE {t} SET {c} = {c}", "DELETE FROM {t}", "TRUNCATE {t}"])
 def test_runtime_role_is_refused_changing_the_audit_trail_and_ledger_history_by_privilege(
@@ -343,6 +344,7 @@ REFUSED_DDL = {
 }
 
 
+@pytest.mark.requirement("annex11.12")
 @pytest.mark.parametrize("statement", list(REFUSED_DDL.values()), ids=list(REFUSED_DDL))
 def test_runtime_role_cannot_switch_triggers_off_change_the_schema_or_remove_anything(
     granted: Stores, statement: str

@@ -98,6 +98,7 @@ def _key(expectation_type: str, kwargs: dict) -> str:
     return json.dumps([expectation_type, {k: v for k, v in kwargs.items() if k != "batch_id"}], sort_keys=True)
 
 
+@pytest.mark.requirement("alcoa.accurate")
 @pytest.mark.parametrize("dataset", list(DATASETS))
 @pytest.mark.parametrize("suite_name", list(SUITES))
 def test_summary_success_and_statistics_equal_gx_called_directly(direct_batches, suite_name, dataset):

@@ -85,6 +85,7 @@ def test_a_pem_key_that_is_not_ed25519_is_refused_naming_its_type() -> None:
         CheckpointKey.from_secret(pem)
 
 
+@pytest.mark.requirement("annex11.7")
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", ["hmac", "ed25519"])
 def test_checkpoint_signs_the_head_and_verifies_with_the_key(store: IntegrityStore, kind: str) -> None:

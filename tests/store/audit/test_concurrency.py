@@ -60,6 +60,7 @@ def _recorder(url: str, writer: int, count: int, barrier: Any, results: Any) -> 
     results.put((writer, ids))
 
 
+@pytest.mark.requirement("alcoa.consistent")
 def test_eight_processes_appending_at_once_leave_one_gapless_chain(store_url: str, store: IntegrityStore) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(WRITERS)
@@ -121,6 +122,7 @@ def _endless_writer(url: str, acknowledged: Any) -> None:
         i += 1
 
 
+@pytest.mark.requirement("alcoa.enduring")
 def test_writer_killed_mid_append_leaves_the_chain_intact_and_every_acknowledged_event(
     store_url: str, store: IntegrityStore
 ) -> None:

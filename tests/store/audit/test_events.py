@@ -226,6 +226,7 @@ def test_a_process_that_exits_chains_what_it_recorded_and_one_killed_leaves_it_t
     assert result.ok and result.pending == 0 and result.head_seq == 9, result.summary()
 
 
+@pytest.mark.requirement("part11.11.10c")
 @pytest.mark.integration
 def test_update_delete_and_truncate_are_refused_on_every_audit_table(store: IntegrityStore) -> None:
     AuditLog(store).append(event())
@@ -255,6 +256,7 @@ def test_the_receipt_of_an_event_chained_in_the_same_call_gives_its_place(store:
     assert (stored.event_id, stored.hash, stored.prev_hash) == (receipt.event_id, receipt.hash, receipt.prev_hash)
 
 
+@pytest.mark.requirement("alcoa.contemporaneous", "part11.11.10e")
 @pytest.mark.integration
 def test_event_times_come_from_the_store_not_from_the_writing_code(
     store: IntegrityStore, monkeypatch: pytest.MonkeyPatch

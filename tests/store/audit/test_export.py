@@ -38,6 +38,7 @@ def _jsonl(store: IntegrityStore, **filters: object) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
+@pytest.mark.requirement("hipaa.164.312b")
 def test_everything_about_one_claim_across_dags_and_runs(store: IntegrityStore) -> None:
     records = _trail(store)
     lines = _jsonl(store, business_key="claim-42")
@@ -60,6 +61,7 @@ def test_everything_about_one_claim_across_dags_and_runs(store: IntegrityStore) 
     assert end == {"record": "end", "events": 3, "verified": True}
 
 
+@pytest.mark.requirement("part11.11.10b")
 def test_exported_fields_recompute_each_hash(store: IntegrityStore) -> None:
     _trail(store)
     _, *events, _ = _jsonl(store)
@@ -80,6 +82,7 @@ def test_dag_run_and_time_filters(store: IntegrityStore) -> None:
     assert _jsonl(store, since=middle + timedelta(days=1))[1:-1] == []
 
 
+@pytest.mark.requirement("alcoa.legible", "part11.11.10b")
 def test_csv_states_the_verification_and_is_readable(store: IntegrityStore) -> None:
     records = _trail(store)
     out = io.StringIO(newline="")
@@ -144,6 +147,7 @@ def test_a_business_key_brings_the_unkeyed_events_of_its_runs(store: IntegritySt
     assert [e["event_type"] for e in only_keyed] == ["claim.received"]
 
 
+@pytest.mark.requirement("alcoa.original")
 def test_a_verified_event_line_is_its_stored_body_with_the_chain_fields(store: IntegrityStore) -> None:
     """Verified bodies are written as stored (not re-encoded): each line says exactly what the record does."""
     details = {"name": "Zoë Ørsted — 東京", "nested": {"b": [1, 2.5, None], "a": True}, "quote": 'say "hi"\n'}

@@ -101,6 +101,7 @@ def test_any_appended_events_verify_and_read_back_unchanged(
     assert result.head_seq == records[-1].seq
 
 
+@pytest.mark.requirement("part11.11.10a")
 @SETTINGS
 @given(events=st.lists(EVENTS, min_size=2, max_size=5), data=st.data())
 def test_any_single_field_edit_is_caught_at_its_event(

@@ -145,6 +145,7 @@ def _clusters(tmp_path: Path, stack: ExitStack) -> tuple[EmbeddedCluster, Embedd
     return first, second
 
 
+@pytest.mark.requirement("annex11.7", "part11.11.10c")
 @pytest.mark.parametrize("pending", [2, 0], ids=["some-unchained-at-the-dump", "all-chained-at-the-dump"])
 def test_a_store_restored_into_a_fresh_cluster_chains_every_event(
     tmp_path: Path, stack: ExitStack, pending: int

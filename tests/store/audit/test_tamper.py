@@ -122,6 +122,7 @@ def assert_caught(store: IntegrityStore, seq: int, reason: str, **kwargs: object
     assert result.count == seq - 1
 
 
+@pytest.mark.requirement("hipaa.164.312c1", "part11.11.10a")
 def test_edited_field_is_a_hash_mismatch_at_that_event(trail: IntegrityStore) -> None:
     with tampering(trail) as conn:
         conn.execute(
@@ -130,6 +131,7 @@ def test_edited_field_is_a_hash_mismatch_at_that_event(trail: IntegrityStore) ->
     assert_caught(trail, 5, HASH_MISMATCH)
 
 
+@pytest.mark.requirement("part11.11.70")
 def test_edited_and_rehashed_event_is_caught_by_the_next_link(trail: IntegrityStore) -> None:
     with tampering(trail) as conn:
         body = body_with(conn, 5, details={"step": 500})
@@ -138,6 +140,7 @@ def test_edited_and_rehashed_event_is_caught_by_the_next_link(trail: IntegritySt
     assert_caught(trail, 5, HASH_MISMATCH)
 
 
+@pytest.mark.requirement("alcoa.complete", "part11.11.10a")
 def test_deleted_event_is_a_gap(trail: IntegrityStore) -> None:
     with tampering(trail) as conn:
         conn.execute(text(f"DELETE FROM {EVENT} WHERE seq = 6"))
@@ -180,6 +183,7 @@ def test_truncated_tail_before_a_signed_checkpoint(trail: IntegrityStore) -> Non
     assert_caught(trail, 10, TRUNCATED)
 
 
+@pytest.mark.requirement("part11.11.70")
 def test_consistent_rewrite_is_caught_by_the_checkpoint_after_the_last_good_one(store: IntegrityStore) -> None:
     # Checkpoints at seq 2 and 8; the attacker rewrites event 3 and re-hashes everything after it.
     record(store, 2)
@@ -397,6 +401,7 @@ def test_a_malformed_intake_row_is_refused_and_one_written_with_the_checks_off_s
     assert bad in (result.detail or "") and "not a JSON object" in (result.detail or "")
 
 
+@pytest.mark.requirement("part11.11.10h")
 def test_an_intake_row_cannot_choose_its_time_or_hide_below_the_chaining_horizon(store: IntegrityStore) -> None:
     from datetime import datetime, timedelta
 

@@ -68,6 +68,7 @@ def test_sixteen_processes_claiming_one_key_run_the_work_once_and_all_see_its_re
     assert "takeover" not in events
 
 
+@pytest.mark.requirement("part11.11.10h")
 def test_holder_killed_mid_work_is_taken_over_once_and_its_stale_completion_is_refused(
     store: IntegrityStore,
 ) -> None:

@@ -60,6 +60,7 @@ def test_first_claim_proceeds_and_a_second_claimant_is_told_to_wait(ledger: Idem
     assert second.event == "conflict"
 
 
+@pytest.mark.requirement("alcoa.original")
 def test_completed_key_replays_its_stored_result_to_every_later_claim(ledger: IdempotencyLedger) -> None:
     first = ledger.claim("claim-42", fingerprint=INPUTS, holder=FIRST)
     assert first.lease is not None
@@ -270,6 +271,7 @@ def test_namespaces_keep_equal_keys_apart(store: IntegrityStore) -> None:
         IdempotencyLedger(store, namespace="")
 
 
+@pytest.mark.requirement("part11.11.10e")
 def test_history_is_append_only_in_the_database(ledger: IdempotencyLedger) -> None:
     ledger.claim("claim-42", fingerprint=INPUTS, holder=FIRST)
     for statement in ("UPDATE integrity_ledger_history SET event = 'x'", "DELETE FROM integrity_ledger_history"):

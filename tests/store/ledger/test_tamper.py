@@ -73,6 +73,7 @@ def _drop_ledger_triggers(store: IntegrityStore) -> None:
             _sql(store, f"DROP TRIGGER {name}")
 
 
+@pytest.mark.requirement("hipaa.164.312c1")
 def test_an_edited_result_is_refused_and_the_stored_one_replayed(ledger: IdempotencyLedger) -> None:
     _completed(ledger)
     before = _row(ledger.store)
