@@ -59,6 +59,14 @@ ARG_RECORD_GAPS = Arg(
     help="Record a reconciliation.gap event per gap found (once: a gap already marked is not marked again)",
     action="store_true",
 )
+ARG_ARCHIVE_TO = Arg(
+    ("--output", "-o"),
+    help="The archive file to write (never overwritten)",
+    required=True,
+)
+ARG_ARCHIVE = Arg(
+    ("archive",), metavar="FILE", help="The archive file written by `airflow integrity audit archive`"
+)
 ARG_GRACE = Arg(
     ("--grace",),
     help="Seconds a worker has to record a task's outcome before its absence counts (default 30)",
@@ -89,6 +97,20 @@ AUDIT_COMMANDS = (
             ARG_OUTPUT,
             ARG_KEY_CONN_ID,
         ),
+    ),
+    ActionCommand(
+        name="archive",
+        help="Write every event up to the newest checkpoint the key verifies, and that checkpoint, to a file "
+        "that `verify-archive` checks without the store (the trail itself is never deleted)",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.archive"),
+        args=(ARG_CONN_ID, ARG_KEY_CONN_ID, ARG_ARCHIVE_TO),
+    ),
+    ActionCommand(
+        name="verify-archive",
+        help="Check an archive on its own: every event's hash and link from the first, its end at the "
+        "checkpoint, and the checkpoint's signature with the key (exit 0, or 1 naming the first bad line)",
+        func=lazy_load_command("airflow_integrity.cli.audit_command.verify_archive"),
+        args=(ARG_ARCHIVE, ARG_KEY_CONN_ID),
     ),
     ActionCommand(
         name="checkpoint",
@@ -240,6 +262,54 @@ def checkpoint(args: argparse.Namespace) -> None:
         f"Checkpoint {made.id}: seq {made.seq}, head hash {made.head_hash}, signed {made.created_at} "
         f"with {made.algorithm} key {made.key_id}."
     )
+
+
+def archive(args: argparse.Namespace) -> None:
+    """Write the archive to a new file (through a temporary one, so no partial archive is ever left)."""
+    import os
+
+    from airflow_integrity.store import StoreError
+    from airflow_integrity.store.audit.archive import write_archive
+
+    target = args.output
+    if os.path.exists(target):
+        _fail(f"{target} exists; an archive is never overwritten. Choose a new file name.")
+    partial = f"{target}.partial"
+    try:
+        keys = _keys(args)
+        if not keys:
+            _fail("give the checkpoint key with --key-conn-id: the archive ends at a checkpoint it verifies.")
+        with open(partial, "x", encoding="utf-8", newline="\n") as out:
+            count = write_archive(_store(args), out, keys)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(partial, target)  # fails rather than replace a file made meanwhile
+    except (StoreError, OSError) as exc:
+        _fail(str(exc))
+        return
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    print(f"Archived {count} events to {target}, up to the signed checkpoint at seq {count}.")
+
+
+def verify_archive(args: argparse.Namespace) -> None:
+    """Check an archive without the store; exit 1 naming the first bad line."""
+    from airflow_integrity.store import StoreError
+    from airflow_integrity.store.audit.archive import check_archive
+
+    try:
+        keys = _keys(args)
+        if not keys:
+            _fail("give the checkpoint key with --key-conn-id: the archive's checkpoint is checked with it.")
+        with open(args.archive, encoding="utf-8") as lines:
+            result = check_archive(lines, keys)
+    except (StoreError, OSError) as exc:
+        _fail(str(exc))
+        return
+    print(result.summary())
+    if not result.ok:
+        raise SystemExit(1)
 
 
 def drain(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_c
 from airflow_integrity.cli.audit_command import AUDIT_COMMANDS
 from airflow_integrity.cli.ledger_command import LEDGER_COMMANDS
 from airflow_integrity.cli.lint_command import LINT_ARGS
+from airflow_integrity.cli.qualify_command import QUALIFY_ARGS
 from airflow_integrity.cli.report_command import REPORT_ARGS
 
 ARG_CONN_ID = Arg(
@@ -80,6 +81,14 @@ def get_integrity_cli_commands() -> list[GroupCommand]:
                     "and approvals whose signatures state no meaning, per DAG (exit 1 on findings)",
                     func=lazy_load_command("airflow_integrity.cli.lint_command.lint"),
                     args=LINT_ARGS,
+                ),
+                ActionCommand(
+                    name="qualify",
+                    help="Qualify this deployment: store schema and protections, recording, tamper detection, "
+                    "a concurrent claim, the checkpoint key, the clock, the spool and the versions; a text and a "
+                    "signed JSON report (exit 0 only when every check passes)",
+                    func=lazy_load_command("airflow_integrity.cli.qualify_command.qualify"),
+                    args=QUALIFY_ARGS,
                 ),
             ),
         )

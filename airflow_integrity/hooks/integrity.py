@@ -38,6 +38,23 @@ _LOCATION_TTL = 30.0
 _locations: dict[tuple[str, str | None, str], tuple[float, StoreLocation]] = {}
 
 
+def _refuse_airflow_metadata_database(location: StoreLocation) -> None:
+    """The store must not live in Airflow's metadata database, where Airflow's maintenance commands act."""
+    from airflow_integrity.compat import conf
+
+    try:
+        metadata = conf.get("database", "sql_alchemy_conn", fallback="") or ""
+    except Exception:
+        return  # a component without a metadata database configured cannot be pointed at it
+    if metadata and location.same_database_as(metadata):
+        raise StoreConfigurationError(
+            f"The integrity store ({location.source}: {location.display}) is Airflow's metadata database "
+            "([database] sql_alchemy_conn). Keep it in a database of its own: `airflow db clean`, `db reset` "
+            "and `db downgrade` act on the metadata database, and its users are Airflow's. Create one "
+            "(CREATE DATABASE integrity, or another SQLite file) and point the connection at it."
+        )
+
+
 @lru_cache(maxsize=8)
 def _spool(directory: Path) -> AuditSpool:
     return AuditSpool(directory)
@@ -100,6 +117,7 @@ class IntegrityCheckHook(BaseHook):
         if known is not None and time.monotonic() - known[0] < _LOCATION_TTL:
             return known[1]
         location = self._resolve_location()
+        _refuse_airflow_metadata_database(location)
         _locations[key] = (time.monotonic(), location)
         return location
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +43,23 @@ class StoreLocation:
     def key(self) -> str:
         """The whole URL, password included: what identifies the store within a process. Never log it."""
         return self.url.render_as_string(hide_password=False)
+
+    def same_database_as(self, url: str) -> bool:
+        """Whether the database URL ``url`` (for example Airflow's ``[database] sql_alchemy_conn``) names the
+        database this store is in: the same SQLite file, or the same PostgreSQL database on the same server."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            other = make_url(url)
+        except Exception:
+            return False
+        if self.backend == "sqlite":
+            if not other.drivername.startswith("sqlite") or not other.database or not self.url.database:
+                return False
+            return os.path.realpath(other.database) == os.path.realpath(self.url.database)
+        if not other.drivername.startswith("postgres"):
+            return False
+        return _server(self.url) == _server(other) and (self.url.database or "") == (other.database or "")
 
     @classmethod
     def sqlite(cls, path: Path | str, *, source: str = "embedded SQLite store") -> StoreLocation:
@@ -135,3 +153,12 @@ class StoreLocation:
             query=query,
         )
         return cls("postgresql", url, source)
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", ""})
+
+
+def _server(url: URL) -> tuple[str, int]:
+    """Where a PostgreSQL URL connects: (host or socket folder, port), loopback names as one."""
+    host = str(url.host or url.query.get("host") or "")
+    return ("loopback" if host in _LOOPBACK else host.lower(), int(url.port or 5432))

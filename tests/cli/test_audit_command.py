@@ -168,6 +168,8 @@ def test_audit_commands_are_defined_lazily() -> None:
     assert [c.name for c in audit_command.AUDIT_COMMANDS] == [
         "verify",
         "export",
+        "archive",
+        "verify-archive",
         "checkpoint",
         "reconcile",
         "drain",

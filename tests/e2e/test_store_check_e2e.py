@@ -1,11 +1,15 @@
-"""The example DAG, triggered over REST on a real cluster, reaches the PostgreSQL store and is audited."""
+"""The example DAG, triggered over REST on a real cluster, reaches the PostgreSQL store and is audited; and
+``airflow db clean`` purges Airflow's records of it and leaves the trail exactly as it was."""
 
 from __future__ import annotations
 
+import hashlib
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from airflow_integrity.store import IntegrityStore, StoreLocation
 from airflow_integrity.store.audit.export import iter_records
@@ -16,6 +20,7 @@ DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 DAG_ID = "integrity_store_check"
 
 
+@pytest.mark.requirement("part11.11.10c")
 @pytest.mark.e2e
 def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
     airflow_cluster_factory: ClusterFactory, e2e_pg: E2EPostgres
@@ -32,7 +37,21 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
         returned = cluster.returned(DAG_ID, run_id, "require_current_schema")
         health = cluster.api("GET", "/integrity/api/v1/health")
 
-    store = IntegrityStore(StoreLocation.from_url(store_uri))
+        # Airflow's retention: purge everything recorded before tomorrow (manual runs included).
+        store = IntegrityStore(StoreLocation.from_url(store_uri))
+        before = _settled_snapshot(store)
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        cleaned = cluster.airflow_cli(
+            "db", "clean", "--clean-before-timestamp", tomorrow, "--yes", "--skip-archive"
+        )
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        purged = cluster.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").status_code
+        after = _snapshot(store)
+
+    # Airflow forgot the run; the trail did not change by one row, and still tells the run's story (below).
+    assert purged == 404
+    assert after == before and before["integrity_audit_event"][0] > 0
+
     with store.read() as conn:
         store_id = conn.execute(text("SELECT store_id FROM integrity_store_info")).scalar_one()
     records = [r for _, r in iter_records(store, run_id=run_id) if not isinstance(r, str)]
@@ -53,3 +72,26 @@ def test_example_dag_over_rest_reaches_the_store_and_leaves_its_trail(
     task_versions = {r.dag_version for r in records if r.task_id}
     assert run_events and all(r.details["run_type"] == "manual" for r in run_events), run_events
     assert {r.dag_version for r in run_events} == task_versions and None not in task_versions, records
+
+
+def _settled_snapshot(store: IntegrityStore) -> dict[str, tuple[int, str]]:
+    """The snapshot once the components have finished recording the runs (unchanged over 3 s)."""
+    previous = _snapshot(store)
+    for _ in range(20):
+        time.sleep(3)
+        current = _snapshot(store)
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError("the store never stopped changing")
+
+
+def _snapshot(store: IntegrityStore) -> dict[str, tuple[int, str]]:
+    """Every table of the store: its row count and a digest of all its rows."""
+    snapshot = {}
+    with store.read() as conn:
+        for table in sorted(inspect(conn).get_table_names()):
+            rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY 1")).all()
+            digest = hashlib.sha256(repr([tuple(map(str, row)) for row in rows]).encode()).hexdigest()
+            snapshot[table] = (len(rows), digest)
+    return snapshot

@@ -108,3 +108,38 @@ def test_settings_and_connection_are_reused_and_reread_when_their_variables_chan
     assert IntegrityCheckHook().get_location().url.database == str(first)
     monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{second}")
     assert IntegrityCheckHook().get_location().url.database == str(second)
+
+
+@pytest.mark.requirement("part11.11.10c")
+def test_a_store_in_airflows_metadata_database_is_refused_naming_both(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`airflow db clean`, `reset` and `downgrade` act on the metadata database: the trail must not be in it."""
+    from sqlalchemy.engine import make_url
+
+    import airflow_integrity.hooks.integrity as integrity_module
+
+    monkeypatch.setattr(integrity_module, "_locations", {})
+    url = make_url(pg_database)
+    # The same database written another way: another driver and the loopback address by another name.
+    same = url.set(drivername="postgresql+psycopg", host="localhost" if url.host == "127.0.0.1" else url.host)
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", pg_database)
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", same.render_as_string(hide_password=False))
+    with pytest.raises(StoreConfigurationError, match=r"is Airflow's metadata database") as refused:
+        IntegrityCheckHook().get_store()
+    assert "connection 'integrity_default'" in str(refused.value) and "CREATE DATABASE" in str(refused.value)
+
+    # Another database of the same server is the store's own.
+    monkeypatch.setattr(integrity_module, "_locations", {})
+    other = url.set(database="airflow_metadata")
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", other.render_as_string(hide_password=False))
+    assert IntegrityCheckHook().get_location().backend == "postgresql"
+
+    # SQLite: the same file, reached through a symbolic link.
+    monkeypatch.setattr(integrity_module, "_locations", {})
+    (tmp_path / "airflow.db").touch()
+    (tmp_path / "link.db").symlink_to(tmp_path / "airflow.db")
+    monkeypatch.setenv("AIRFLOW_CONN_INTEGRITY_DEFAULT", f"sqlite:///{tmp_path / 'link.db'}")
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path / 'airflow.db'}")
+    with pytest.raises(StoreConfigurationError, match=r"is Airflow's metadata database"):
+        IntegrityCheckHook().get_store()
