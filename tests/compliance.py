@@ -31,6 +31,7 @@ TESTS = REPO / "tests"
 NO_TEST = "No automated test:"
 _ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9][a-z0-9.+_-]*)`\s*\|")
 _EVIDENCE_CELL = 3  # requirement | what it asks | how the product meets it | evidence | your procedure
+_CELLS = 5
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Row:
 
 
 def _cells(line: str) -> tuple[str, ...]:
-    return tuple(cell.strip() for cell in line.strip().strip("|").split(" | "))
+    """The cells of a table row (no cell of the matrix holds a ``|``)."""
+    return tuple(cell.strip() for cell in line.strip()[1:-1].split("|"))
 
 
 def matrix_rows(text: str) -> list[Row]:
@@ -120,7 +122,7 @@ def regenerate(text: str, marked: dict[str, set[str]]) -> str:
         if not tests:
             continue
         cells = list(row.cells)
-        while len(cells) <= _EVIDENCE_CELL:
+        while len(cells) < _CELLS:
             cells.append("")
         cells[_EVIDENCE_CELL] = evidence_cell(tests)
         ending = "\n" if lines[row.line - 1].endswith("\n") else ""
@@ -136,6 +138,11 @@ def problems(text: str, marked: dict[str, set[str]]) -> list[str]:
     for row in rows:
         if row.requirement in seen:
             found.append(f"line {row.line}: {row.requirement} has a second row; keep one")
+        if len(row.cells) != _CELLS or not all(row.cells[:3]) or not row.cells[-1]:
+            found.append(
+                f"line {row.line}: {row.requirement} needs its five cells filled in: requirement, what it asks, "
+                f"how the product meets it, evidence, your procedure (found {len(row.cells)}, empty ones included)"
+            )
         seen.add(row.requirement)
         tests = marked.get(row.requirement, set())
         named = set(row.named_tests())

@@ -87,3 +87,13 @@ def test_a_row_without_tests_must_say_why() -> None:
     broken = text.replace(row.evidence, "")
     (problem,) = problems(broken, marked_tests())
     assert "part11.11.10i" in problem and "does not say why" in problem
+
+
+def test_a_row_needs_all_five_cells_and_a_procedure() -> None:
+    text = MATRIX.read_text(encoding="utf-8")
+    row = next(row for row in matrix_rows(text) if row.requirement == "alcoa.legible")
+    assert len(row.cells) == 5 and row.cells[-1]
+    line = text.splitlines()[row.line - 1]
+    emptied = text.replace(line, line[: line.rindex(row.cells[-1])] + " |")
+    (problem,) = problems(emptied, marked_tests())
+    assert "alcoa.legible" in problem and "five cells" in problem

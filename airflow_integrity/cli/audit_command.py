@@ -275,20 +275,25 @@ def archive(args: argparse.Namespace) -> None:
     if os.path.exists(target):
         _fail(f"{target} exists; an archive is never overwritten. Choose a new file name.")
     partial = f"{target}.partial"
+    created = False
     try:
         keys = _keys(args)
         if not keys:
             _fail("give the checkpoint key with --key-conn-id: the archive ends at a checkpoint it verifies.")
         with open(partial, "x", encoding="utf-8", newline="\n") as out:
+            created = True
             count = write_archive(_store(args), out, keys)
             out.flush()
             os.fsync(out.fileno())
         os.link(partial, target)  # fails rather than replace a file made meanwhile
+    except FileExistsError as exc:
+        _fail(f"{exc.filename} exists: another archive is being written there, or one was left; not touched.")
+        return
     except (StoreError, OSError) as exc:
         _fail(str(exc))
         return
     finally:
-        if os.path.exists(partial):
+        if created and os.path.exists(partial):
             os.unlink(partial)
     print(f"Archived {count} events to {target}, up to the signed checkpoint at seq {count}.")
 

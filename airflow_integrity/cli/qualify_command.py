@@ -38,15 +38,27 @@ def qualify(args: argparse.Namespace) -> None:
         _verify_report(args)
         return
     from airflow_integrity.qualification.run import qualify as run_checks
+    from airflow_integrity.store import StoreError
 
-    report, signer = run_checks(
-        conn_id=args.conn_id, key_conn_ids=args.key_conn_id or (), runtime_role=args.runtime_role
-    )
+    try:
+        report, signer = run_checks(
+            conn_id=args.conn_id, key_conn_ids=args.key_conn_id or (), runtime_role=args.runtime_role
+        )
+    except StoreError as exc:  # no store to qualify at all (unknown connection, Airflow's own database)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     document = report.signed(signer)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=2, sort_keys=True, default=str)
-            out.write("\n")
+        try:
+            with open(args.output, "x", encoding="utf-8") as out:
+                json.dump(document, out, indent=2, sort_keys=True, default=str)
+                out.write("\n")
+        except FileExistsError:
+            print(
+                f"error: {args.output} exists; a report is never overwritten (it was not written).",
+                file=sys.stderr,
+            )
+            sys.exit(1)
     print(json.dumps(document, indent=2, sort_keys=True, default=str) if args.json else report.text())
     if not report.passed:
         sys.exit(1)
@@ -54,14 +66,14 @@ def qualify(args: argparse.Namespace) -> None:
 
 def _verify_report(args: argparse.Namespace) -> None:
     from airflow_integrity.hooks.audit_checkpoints import load_checkpoint_key
-    from airflow_integrity.qualification.report import verify_report
+    from airflow_integrity.qualification.report import load_report, verify_report
     from airflow_integrity.settings import load_settings
 
     conn_ids = args.key_conn_id or [load_settings().checkpoint_key_conn_id]
     try:
         keys = [load_checkpoint_key(conn_id) for conn_id in conn_ids if conn_id]
         with open(args.verify_report, encoding="utf-8") as source:
-            document = json.load(source)
+            document = load_report(source.read())
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -14,7 +14,7 @@ from airflow_integrity.lint.findings import (
     Finding,
 )
 from airflow_integrity.lint.handoffs import unguarded
-from airflow_integrity.lint.locate import task_line
+from airflow_integrity.lint.locate import locate_task
 from airflow_integrity.signatures import declared_meaning, is_human_in_the_loop
 
 
@@ -23,7 +23,8 @@ def lint_dag(dag: Any, file: str) -> list[Finding]:
     path = dag.fileloc
 
     def finding(kind: str, task: Any, message: str) -> Finding:
-        return Finding(file, task_line(path, dag.dag_id, task.task_id), kind, dag.dag_id, task.task_id, message)
+        line, located = locate_task(path, dag.dag_id, task.task_id)
+        return Finding(file, line, kind, dag.dag_id, task.task_id, message, located)
 
     found = [finding(kind, task, message) for kind, task, message in _task_findings(dag)]
     for giver, taker in unguarded(dag):

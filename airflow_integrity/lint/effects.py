@@ -41,19 +41,45 @@ _TRANSFER = re.compile(
 )
 _SAFE_HTTP = frozenset({"GET", "HEAD", "OPTIONS"})
 _READ_SQL = re.compile(r"^\s*(select|with|show|explain|describe|values)\b", re.IGNORECASE)
+# Anything that can write, even inside a read-looking statement (a data-modifying WITH, EXPLAIN ANALYZE, SELECT
+# INTO, a function with effects): such a statement is not taken for a read.
+_WRITES = re.compile(
+    r"\b(insert|update|delete|merge|into|truncate|drop|alter|create|grant|revoke|copy|call|do|execute|analyze"
+    r"|vacuum|refresh|lock|nextval|setval|pg_terminate_backend|pg_cancel_backend|set_config|dblink\w*)\b",
+    re.IGNORECASE,
+)
 _SQL_COMMENT = re.compile(r"(--[^\n]*\n)|(/\*.*?\*/)", re.DOTALL)
+
+
+def operator_class(task: Any) -> type:
+    """The class of the task's operator (for a mapped task, the class it maps)."""
+    mapped = getattr(task, "operator_class", None)
+    return mapped if isinstance(mapped, type) else type(task)
+
+
+def argument(task: Any, name: str, default: Any = None) -> Any:
+    """An argument of the task (for a mapped task, its partial argument; an expanded one is unknown: ``None``)."""
+    partial = getattr(task, "partial_kwargs", None)
+    if isinstance(partial, dict):
+        return partial.get(name, default if name not in _expanded(task) else None)
+    return getattr(task, name, default)
+
+
+def _expanded(task: Any) -> set[str]:
+    expand = getattr(getattr(task, "expand_input", None), "value", None)
+    return set(expand) if isinstance(expand, dict) else set()
 
 
 def is_keyed(task: Any) -> bool:
     """Whether the task's effect is claimed under an idempotency key (the package's keyed operators)."""
     from airflow_integrity.operators._idempotency import IdempotencyMixin
 
-    return isinstance(task, IdempotencyMixin)
+    return issubclass(operator_class(task), IdempotencyMixin)
 
 
 def external_effect(task: Any) -> str | None:
     """The known external effect of the task's operator (``None``: none known, or only a read)."""
-    for cls in type(task).__mro__:
+    for cls in operator_class(task).__mro__:
         name = cls.__name__
         effect = KNOWN_EFFECTS.get(name)
         if effect is None and _TRANSFER.search(name):
@@ -61,9 +87,9 @@ def external_effect(task: Any) -> str | None:
         if effect is None:
             continue
         if effect.startswith("HTTP"):
-            method = str(getattr(task, "method", "POST") or "POST").upper()
+            method = str(argument(task, "method", "POST") or "POST").upper()  # an expanded method may be any
             return None if method in _SAFE_HTTP else effect.format(method=method)
-        if effect == "SQL statement" and _only_reads(getattr(task, "sql", None)):
+        if effect == "SQL statement" and _only_reads(argument(task, "sql")):
             return None
         return effect
     return None
@@ -79,6 +105,6 @@ def _only_reads(sql: Any) -> bool:
         text = _SQL_COMMENT.sub("\n", statement)
         if text.strip().endswith(".sql"):
             return False  # a file: its statements are not known here
-        if not all(_READ_SQL.match(part) for part in text.split(";") if part.strip()):
+        if not all(_READ_SQL.match(part) for part in text.split(";") if part.strip()) or _WRITES.search(text):
             return False
     return True

@@ -30,6 +30,9 @@ class Finding:
     dag_id: str | None
     task_id: str | None
     message: str
+    # Whether ``line`` is the task's own (its id is written once in its DAG); if not, it is the DAG's line and no
+    # waiver applies to the finding.
+    located: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,7 +13,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-_PULL = re.compile(r"xcom_pull\(\s*(?:task_ids\s*=\s*)?(?P<ids>\[[^\]]*\]|['\"][^'\"]+['\"])")
+_PULL = re.compile(r"xcom_pull\s*\(")
+_TASK_IDS = re.compile(r"task_ids\s*=\s*(?P<ids>\[[^\]]*\]|\([^)]*\)|'[^']+'|\"[^\"]+\")")
+_FIRST_ARGUMENT = re.compile(r"^\s*(?P<ids>\[[^\]]*\]|\([^)]*\)|'[^']+'|\"[^\"]+\")")
 _QUOTED = re.compile(r"['\"]([^'\"]+)['\"]")
 
 
@@ -38,7 +40,10 @@ def sources(task: Any) -> set[str]:
     taken = {operator.task_id for operator, _ in XComArg.iter_xcom_references(_arguments(task))}
     for text in _strings(_arguments(task)):
         for match in _PULL.finditer(text):
-            taken.update(_QUOTED.findall(match["ids"]))
+            arguments = _call_arguments(text, match.end())
+            ids = _TASK_IDS.search(arguments) or _FIRST_ARGUMENT.match(arguments)
+            if ids is not None:
+                taken.update(_QUOTED.findall(ids["ids"]))
     taken.discard(task.task_id)
     return taken
 
@@ -54,15 +59,34 @@ def unguarded(dag: Any) -> Iterator[tuple[Any, Any]]:
                 yield giver, taker
 
 
+def _call_arguments(text: str, start: int) -> str:
+    """The text of a call's arguments, from ``start`` (just after its ``(``) to its closing parenthesis."""
+    depth, quote = 0, ""
+    for position in range(start, len(text)):
+        char = text[position]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                return text[start:position]
+            depth -= 1
+    return text[start:]
+
+
 def _arguments(task: Any) -> list[Any]:
     """What the task is given: its templated fields, and for a mapped task its partial and expanded arguments."""
     given = [getattr(task, name, None) for name in getattr(task, "template_fields", ())]
     partial = getattr(task, "partial_kwargs", None)
     if isinstance(partial, dict):
         given.append(partial)
-    expand = getattr(task, "expand_input", None)
-    if expand is not None:
-        given.append(getattr(expand, "value", None))
+    for name in ("expand_input", "op_kwargs_expand_input"):  # mapped: classic, and TaskFlow's .expand()
+        expand = getattr(task, name, None)
+        if expand is not None:
+            given.append(getattr(expand, "value", None))
     return given
 
 

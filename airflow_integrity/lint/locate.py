@@ -1,51 +1,115 @@
-"""Where in its file a task (or a DAG) is defined: the line a report points at.
+"""Where in its file a task (or a DAG) is defined: the line a report points at, and whether it is certain.
 
-Airflow keeps a DAG's file but not a task's line, so the file's syntax tree is read: a call with
-``task_id="..."``, or a function decorated as a task with that name. Ids made at parse time (in a loop, from
-an f-string) are not found; the DAG's line stands for them.
+Airflow keeps a DAG's file but not a task's line, so the file's syntax tree is read: within the DAG's own
+definition (``with DAG(...)``, ``@dag``) first, then the whole file, a call with ``task_id="..."`` or a function
+decorated as a task with that name. A task found once is *located*; one whose id is built at parse time (a loop,
+an f-string) or appears more than once points at its DAG's line and is not located (no waiver applies to it).
 """
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class _Definitions:
+    tasks: dict[str, list[int]]  # task id (or function name) -> the lines it is defined on
+    dags: dict[str, tuple[int, ast.AST]]  # DAG id -> (line, its defining node)
+
+
+def _dag_id(call: ast.Call) -> str | None:
+    for keyword in call.keywords:
+        if keyword.arg == "dag_id" and isinstance(keyword.value, ast.Constant):
+            return str(keyword.value.value)
+    if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return call.args[0].value
+    return None
+
+
+def _is_dag_call(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    name = ast.unparse(node.func)
+    return name == "DAG" or name.endswith(".DAG")
+
+
+def _tasks(root: ast.AST) -> dict[str, list[int]]:
+    tasks: dict[str, list[int]] = {}
+    for node in ast.walk(root):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg == "task_id" and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    tasks.setdefault(value.value, []).append(node.lineno)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+            decorators = [ast.unparse(d) for d in node.decorator_list]
+            if any("task" in d for d in decorators) and not any(_is_dag_decorator(d) for d in decorators):
+                tasks.setdefault(node.name, []).append(node.decorator_list[0].lineno)
+    return tasks
+
+
+def _is_dag_decorator(text: str) -> bool:
+    return text == "dag" or text.startswith(("dag(", "dag.")) or ".dag(" in text
+
+
 @lru_cache(maxsize=256)
-def _definitions(path: str) -> tuple[dict[str, int], dict[str, int]]:
-    """``(task id -> line, DAG id -> line)`` of the file."""
+def _parse(path: str) -> tuple[ast.Module | None, _Definitions]:
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
     except (OSError, SyntaxError, ValueError):
-        return {}, {}
-    tasks: dict[str, int] = {}
-    dags: dict[str, int] = {}
+        return None, _Definitions({}, {})
+    dags: dict[str, tuple[int, ast.AST]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            for keyword in node.keywords:
-                if isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
-                    if keyword.arg == "task_id":
-                        tasks.setdefault(keyword.value.value, node.lineno)
-                    elif keyword.arg == "dag_id":
-                        dags.setdefault(keyword.value.value, node.lineno)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
-            decorators = [ast.unparse(d) for d in node.decorator_list]
-            line = node.decorator_list[0].lineno
-            if any(d == "dag" or d.startswith(("dag(", "dag.")) or ".dag(" in d for d in decorators):
-                dags.setdefault(node.name, line)
-            elif any("task" in d for d in decorators):
-                tasks.setdefault(node.name, line)
-    return tasks, dags
+        if isinstance(node, ast.With):
+            for item in node.items:
+                if _is_dag_call(item.context_expr):
+                    dag_id = _dag_id(item.context_expr)  # type: ignore[arg-type]
+                    if dag_id:
+                        dags.setdefault(dag_id, (node.lineno, node))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                if _is_dag_decorator(ast.unparse(decorator)):
+                    dag_id = _dag_id(decorator) if isinstance(decorator, ast.Call) else None
+                    dags.setdefault(dag_id or node.name, (decorator.lineno, node))
+        elif isinstance(node, ast.Call) and _is_dag_call(node):
+            dag_id = _dag_id(node)
+            if dag_id:
+                dags.setdefault(dag_id, (node.lineno, tree))  # DAG(...) outside a with: its tasks anywhere
+    return tree, _Definitions(_tasks(tree), dags)
 
 
-def task_line(path: str, dag_id: str, task_id: str) -> int:
-    """The line that defines the task (the DAG's line when it cannot be told; 1 when neither can)."""
-    tasks, _ = _definitions(path)
-    line = tasks.get(task_id) or tasks.get(task_id.rsplit(".", 1)[-1])  # a task in a task group
-    return line or dag_line(path, dag_id)
+def locate_task(path: str, dag_id: str, task_id: str) -> tuple[int, bool]:
+    """``(line, located)``: the line that defines the task, or its DAG's line (1 when neither is known)."""
+    _, definitions = _parse(path)
+    names = [task_id] if "." not in task_id else [task_id, task_id.rsplit(".", 1)[-1]]  # in a task group
+    dag = definitions.dags.get(dag_id)
+    for scope in ([_scoped(path, dag[1])] if dag else []) + [definitions.tasks]:
+        for name in names:
+            lines = scope.get(name, [])
+            if len(lines) == 1:
+                return lines[0], True
+            if len(lines) > 1:
+                return dag_line(path, dag_id), False
+    return dag_line(path, dag_id), False
+
+
+@lru_cache(maxsize=256)
+def _scoped_cache(path: str, node_id: int) -> dict[str, list[int]]:
+    _, definitions = _parse(path)
+    for _, node in definitions.dags.values():
+        if id(node) == node_id:
+            return _tasks(node)
+    return {}
+
+
+def _scoped(path: str, node: ast.AST) -> dict[str, list[int]]:
+    return _scoped_cache(path, id(node))
 
 
 def dag_line(path: str, dag_id: str) -> int:
     """The line that defines the DAG (1 when it cannot be told)."""
-    return _definitions(path)[1].get(dag_id, 1)
+    dag = _parse(path)[1].dags.get(dag_id)
+    return dag[0] if dag else 1

@@ -35,6 +35,8 @@ def _lines(path: str) -> tuple[str, ...]:
 def waiver(path: str, finding: Finding) -> tuple[Finding, str | None]:
     """``(finding, reason)``: the reason when a waiver in ``path`` covers the finding, else ``None`` (and the
     finding says what its waiver lacks, if it has one without a reason)."""
+    if not finding.located:
+        return finding, None  # the line is its DAG's, not the task's: a waiver there would cover other tasks
     lines = _lines(path)
     block = _comment_block_above(lines, finding.line)
     for position, number in enumerate(block):

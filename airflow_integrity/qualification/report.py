@@ -75,6 +75,21 @@ def canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+def load_report(text: str) -> dict[str, Any]:
+    """A JSON report as written: an object in which no key appears twice (a reader and the check must see the
+    same values).
+
+    Raises:
+        ValueError: Not JSON, a repeated key, or not an object.
+    """
+    from airflow_integrity.store.audit.archive import unique_keys
+
+    document = json.loads(text, object_pairs_hook=unique_keys)
+    if not isinstance(document, dict):
+        raise ValueError("a qualification report is a JSON object")
+    return document
+
+
 def verify_report(document: dict[str, Any], keys: list[CheckpointKey]) -> tuple[bool, str]:
     """Whether a JSON report's signature verifies with one of ``keys``, and why not."""
     signature = document.get("signature")

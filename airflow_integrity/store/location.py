@@ -46,7 +46,8 @@ class StoreLocation:
 
     def same_database_as(self, url: str) -> bool:
         """Whether the database URL ``url`` (for example Airflow's ``[database] sql_alchemy_conn``) names the
-        database this store is in: the same SQLite file, or the same PostgreSQL database on the same server."""
+        database this store is in: the same SQLite file, or the same PostgreSQL database on a server both reach
+        (any host or socket they share, at the same port)."""
         from sqlalchemy.engine import make_url
 
         try:
@@ -54,12 +55,16 @@ class StoreLocation:
         except Exception:
             return False
         if self.backend == "sqlite":
-            if not other.drivername.startswith("sqlite") or not other.database or not self.url.database:
-                return False
-            return os.path.realpath(other.database) == os.path.realpath(self.url.database)
+            mine, theirs = (
+                _sqlite_file(self.url),
+                _sqlite_file(other) if other.drivername.startswith("sqlite") else None,
+            )
+            return mine is not None and theirs is not None and os.path.realpath(mine) == os.path.realpath(theirs)
         if not other.drivername.startswith("postgres"):
             return False
-        return _server(self.url) == _server(other) and (self.url.database or "") == (other.database or "")
+        if _database(self.url) != _database(other):
+            return False
+        return bool(_servers(self.url) & _servers(other))
 
     @classmethod
     def sqlite(cls, path: Path | str, *, source: str = "embedded SQLite store") -> StoreLocation:
@@ -158,7 +163,33 @@ class StoreLocation:
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", ""})
 
 
-def _server(url: URL) -> tuple[str, int]:
-    """Where a PostgreSQL URL connects: (host or socket folder, port), loopback names as one."""
-    host = str(url.host or url.query.get("host") or "")
-    return ("loopback" if host in _LOOPBACK else host.lower(), int(url.port or 5432))
+def _sqlite_file(url: URL) -> str | None:
+    """The file of an SQLite URL (``None`` for an in-memory database, which nothing else can share)."""
+    database = url.database or ""
+    if database.startswith("file:"):
+        database = database[5:].split("?", 1)[0]
+    return None if database in ("", ":memory:") or "mode=memory" in str(url) else database
+
+
+def _query_values(url: URL, name: str) -> list[str]:
+    value = url.query.get(name)
+    values = list(value) if isinstance(value, tuple) else [value] if value else []
+    return [part.strip() for item in values for part in str(item).split(",") if part.strip()]
+
+
+def _servers(url: URL) -> set[tuple[str, int]]:
+    """Where a PostgreSQL URL may connect, as libpq reads it: the query's hosts and ports win over the URL's;
+    sockets and loopback names count as this machine."""
+    hosts = _query_values(url, "host") or [str(url.host or "")]
+    ports = [int(port) for port in _query_values(url, "port") if port.isdigit()] or [int(url.port or 5432)]
+    servers = set()
+    for position, host in enumerate(hosts):
+        port = ports[position] if position < len(ports) else ports[-1]
+        local = host in _LOOPBACK or host.startswith("/")
+        servers.add(("this machine" if local else host.lower(), port))
+    return servers
+
+
+def _database(url: URL) -> str:
+    """The database a PostgreSQL URL names (libpq's default: the user's name)."""
+    return str(url.query.get("dbname") or url.database or url.username or "")

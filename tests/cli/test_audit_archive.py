@@ -114,6 +114,22 @@ def test_an_altered_shortened_reordered_or_rewritten_archive_is_caught_at_its_fi
     other = CheckpointKey.hmac_sha256("another-secret-of-sixteen-bytes-or-more")
     assert check([header, *events, end], other)[1] == "the checkpoint's signature does not verify with the key"
 
+    # What a reader and the check could read differently is refused: a key twice, extra fields, a wrong count.
+    path = tmp_path / "twice.jsonl"
+    lines = archive.read_text(encoding="utf-8").splitlines()
+    forged_body = json.dumps(events[2]["body"].replace("claim-2", "claim-9"))
+    lines[3] = lines[3].replace('"body": ', f'"body": {forged_body}, "body": ', 1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with path.open(encoding="utf-8") as twice:
+        result = check_archive(twice, KEY)
+    assert (result.ok, result.line) == (False, 4) and "a key appears twice" in str(result.reason)
+    assert "other fields" in check([header, *events[:1], {**events[1], "note": "x"}, *events[2:], end])[1]
+    assert "event count" in check([{**header, "events": 999}, *events, end])[1]
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text(archive.read_text(encoding="utf-8").replace("\n", "\n\n", 1), encoding="utf-8")
+    with blank.open(encoding="utf-8") as lines_with_a_gap:
+        assert check_archive(lines_with_a_gap, KEY).line == 2
+
 
 def test_no_archive_without_a_signed_checkpoint_and_never_over_an_existing_file(
     store_conn_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -161,7 +177,18 @@ def test_the_real_airflow_cli_archives_and_checks(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     checked = cli("verify-archive", str(archive), "--key-conn-id", "audit_key")
     assert checked.returncode == 0, checked.stderr
-    assert "archive VERIFIED: 3 events, complete up to the signed checkpoint at seq 3" in checked.stdout
+    assert "archive VERIFIED: 3 events, complete up to the checkpoint at seq 3 (signed " in checked.stdout
+    assert "by hmac-sha256 key" in checked.stdout
     archive.write_text(archive.read_text().replace("claim-42", "claim-43", 1))
     broken = cli("verify-archive", str(archive), "--key-conn-id", "audit_key")
     assert broken.returncode == 1 and "line 2: event 1 was altered" in broken.stdout
+    archive.write_bytes(b"\xff\xfe not text")
+    garbage = cli("verify-archive", str(archive), "--key-conn-id", "audit_key")
+    assert garbage.returncode == 1 and "not UTF-8 text" in garbage.stdout, garbage.stderr
+
+    # A partial file someone else left is neither used nor removed.
+    left = tmp_path / "again.jsonl.partial"
+    left.write_text("someone else's\n")
+    again = cli("archive", "--key-conn-id", "audit_key", "--output", str(tmp_path / "again.jsonl"))
+    assert again.returncode == 1 and "not touched" in again.stderr
+    assert left.read_text() == "someone else's\n"

@@ -133,3 +133,24 @@ def test_airflow_s_own_example_dags_are_read_without_a_crash_and_their_gaps_repo
     assert kinds[("tutorial_taskflow_api", "transform")] == "unvalidated-handoff"
     assert kinds[("example_hitl_operator", "wait_for_option")] == "approval-without-meaning"
     assert all(f.line >= 1 and f.file.endswith(".py") for f in report.findings)
+
+
+def test_waivers_mapped_tasks_and_misleading_forms() -> None:
+    report = lint_paths([HERE / "tricky"], relative_to=REPO)
+    found = {(f.dag_id, f.task_id, f.kind): f for f in report.findings}
+    # A waiver on one DAG's task does not cover the other DAG's task of the same id.
+    assert [(f.dag_id, f.task_id) for f, _ in report.waived] == [("first", "send")]
+    assert ("second", "send", "unguarded-effect") in found and found[
+        ("second", "send", "unguarded-effect")
+    ].located
+    # Mapped tasks: a mapped POST is an effect; data handed to a mapped TaskFlow task is a hand-off.
+    assert ("second", "post_each", "unguarded-effect") in found
+    assert ("second", "use", "unvalidated-handoff") in found
+    # xcom_pull with task_ids after another argument, as a tuple.
+    assert ("second", "forward", "unvalidated-handoff") in found
+    # SQL that only looks like a read.
+    assert ("second", "purge_via_cte", "unguarded-effect") in found
+    assert ("second", "explain_analyze", "unguarded-effect") in found
+    # Ids built in a loop point at their DAG's line, flagged as not located.
+    loop = found[("second", "loop_a_post", "unguarded-effect")]
+    assert not loop.located and loop.line == _line_of(HERE / "tricky" / "two_dags.py", 'with DAG("second"')

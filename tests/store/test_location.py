@@ -86,3 +86,23 @@ def test_sqlite_without_path_is_refused() -> None:
 def test_garbage_url_is_refused() -> None:
     with pytest.raises(StoreConfigurationError, match="not a database URL"):
         StoreLocation.from_url("::not a url::", source="INTEGRITY_TEST")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("store", "metadata", "same"),
+    [
+        ("postgresql://u:p@127.0.0.1:5432/airflow", "postgresql+psycopg://x@localhost/airflow", True),
+        ("postgresql://u:p@127.0.0.1:5432/airflow", "postgresql://x@/airflow?host=/var/run/postgresql", True),
+        # libpq connects to the query's host: the URL's host is a decoy.
+        ("postgresql://u:p@decoy:5432/airflow?host=postgres", "postgresql://x@postgres/airflow", True),
+        ("postgresql://u:p@db:5432/airflow", "postgresql://x@db:5432/airflow?port=6432", False),
+        ("postgresql://u:p@db/integrity", "postgresql://x@db/airflow", False),
+        ("postgresql://u:p@db.example/airflow", "postgresql://x@other.example/airflow", False),
+        ("sqlite:///:memory:", "sqlite:///:memory:", False),  # each in-memory database is its own
+    ],
+)
+def test_a_store_knows_whether_a_database_url_names_its_own_database(
+    store: str, metadata: str, same: bool
+) -> None:
+    assert StoreLocation.from_url(store).same_database_as(metadata) is same

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from airflow_integrity.store.store import IntegrityStore
 
 FORMAT_VERSION = 1
+_EVENT_KEYS = frozenset({"record", "seq", "prev_hash", "hash", "body"})
+_END_KEYS = frozenset({"record", "events"})
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,14 @@ class ArchiveCheck:
     through_seq: int | None
     line: int | None = None  # 1-based line of the first problem
     reason: str | None = None
+    checkpoint: Checkpoint | None = None
 
     def summary(self) -> str:
-        if self.ok:
-            complete = f"complete up to the signed checkpoint at seq {self.through_seq}"
+        if self.ok and self.checkpoint is not None:
+            signed = (
+                f"signed {self.checkpoint.created_at} by {self.checkpoint.algorithm} key {self.checkpoint.key_id}"
+            )
+            complete = f"complete up to the checkpoint at seq {self.through_seq} ({signed})"
             return f"archive VERIFIED: {self.events} events, {complete}"
         return f"archive NOT VERIFIED: line {self.line}: {self.reason}"
 
@@ -103,12 +109,18 @@ def check_archive(lines: Iterable[str], keys: CheckpointKey | Sequence[Checkpoin
         return ArchiveCheck(False, 0, None, number, f"the header's checkpoint is malformed ({exc})")
     if not any(checkpoint.signed_by(key, identity) for key in candidates):
         return ArchiveCheck(False, 0, None, number, "the checkpoint's signature does not verify with the key")
+    if set(header) != {"record", "format_version", "store_id", "checkpoint", "events"}:
+        return ArchiveCheck(False, 0, None, number, "the header has other fields than an archive's")
+    if header["events"] != checkpoint.seq:
+        return ArchiveCheck(False, 0, None, number, "the header's event count is not the checkpoint's")
     prev, count, end = GENESIS_HASH, 0, None
     try:
         for number, record in numbered:
             if end is not None:
                 return ArchiveCheck(False, count, None, number, "a line after the end line")
             if record.get("record") == "end":
+                if set(record) != _END_KEYS:
+                    return ArchiveCheck(False, count, None, number, "the end line has other fields than an end's")
                 end = record
                 continue
             seq = count + 1
@@ -127,10 +139,12 @@ def check_archive(lines: Iterable[str], keys: CheckpointKey | Sequence[Checkpoin
         )
     if prev != checkpoint.head_hash:
         return ArchiveCheck(False, count, None, last, "the last event's hash is not the checkpoint's head hash")
-    return ArchiveCheck(True, count, checkpoint.seq)
+    return ArchiveCheck(True, count, checkpoint.seq, checkpoint=checkpoint)
 
 
 def _link_problem(record: dict[str, Any], seq: int, prev: str) -> str | None:
+    if record.get("record") == "event" and set(record) != _EVENT_KEYS:
+        return f"the line of event {record.get('seq')} has other fields than an event's"
     if record.get("record") != "event" or record.get("seq") != seq:
         return (
             f"expected event {seq}, found {record.get('record')} {record.get('seq')}: an event is missing or moved"
@@ -149,14 +163,27 @@ class _BadLine(ValueError):
         self.line = line
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every key appears once (a repeated key could show a reader one value, the check
+    another)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("a key appears twice")
+    return found
+
+
 def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise _BadLine(number, "not JSON: the file was damaged or is not an archive") from None
-        if not isinstance(record, dict):
-            raise _BadLine(number, "not a JSON object")
-        yield number, record
+    number = 0
+    try:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                raise _BadLine(number, "an empty line: an archive has none")
+            try:
+                record = json.loads(line, object_pairs_hook=unique_keys)
+            except ValueError as exc:
+                raise _BadLine(number, f"not an archive's JSON ({exc})") from None
+            if not isinstance(record, dict):
+                raise _BadLine(number, "not a JSON object")
+            yield number, record
+    except UnicodeDecodeError:
+        raise _BadLine(number + 1, "not UTF-8 text: the file was damaged or is not an archive") from None
