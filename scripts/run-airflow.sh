@@ -60,7 +60,7 @@ PY
             printf ' Log in as:      admin / %s\n' "$PASSWORD"
             printf ' (password kept in %s)\n' "$PASSWORDS"
             printf ' Integrity view: http://localhost:%s/integrity/ui/\n' "$PORT"
-            printf ' Demo services:  %s (payments, ERP, credit bureaus, lender)\n' "$(cat "$AIRFLOW_HOME/demo-services.url")"
+            printf ' Demo services:  %s (payments, ERP, credit bureaus, lender, payer, clearinghouse)\n' "$(cat "$AIRFLOW_HOME/demo-services.url")"
             printf '============================================================\n\n'
             return
         fi
