@@ -15,14 +15,15 @@ DEFAULT_MEANING = "review"
 _MEANINGS = {"HITLBranchOperator": "decision", "HITLEntryOperator": "data entry"}
 
 
-def _operator_class(task: Any) -> type:
-    mapped = getattr(task, "operator_class", None)  # a mapped task: the class it maps
+def operator_class(task: Any) -> type:
+    """The class of the task's operator (for a mapped task, the class it maps)."""
+    mapped = getattr(task, "operator_class", None)
     return mapped if isinstance(mapped, type) else type(task)
 
 
 def is_human_in_the_loop(task: Any) -> bool:
     """Whether ``task`` asks a person (one of Airflow's human-in-the-loop operators or a subclass)."""
-    return any(cls.__name__ == "HITLOperator" for cls in _operator_class(task).__mro__)
+    return any(cls.__name__ == "HITLOperator" for cls in operator_class(task).__mro__)
 
 
 def declared_meaning(task: Any) -> str | None:
@@ -30,7 +31,7 @@ def declared_meaning(task: Any) -> str | None:
     declared = getattr(task, "signature_meaning", None)
     if isinstance(declared, str) and declared.strip():
         return declared.strip()
-    for cls in _operator_class(task).__mro__:
+    for cls in operator_class(task).__mro__:
         if cls.__name__ == "ApprovalOperator":
             return "approval/rejection"
         if cls.__name__ in _MEANINGS:

@@ -8,10 +8,10 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
 
 from airflow.cli.cli_config import Arg
 
+from airflow_integrity.cli.exits import usage_error
 from airflow_integrity.lint.findings import KINDS
 
 ARG_PATHS = Arg(
@@ -50,11 +50,6 @@ def _output_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _usage_error(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def _fail_on(value: str) -> set[str]:
     wanted = {part.strip() for part in value.split(",") if part.strip()}
     if wanted == {"any"}:
@@ -63,7 +58,7 @@ def _fail_on(value: str) -> set[str]:
         return set()
     unknown = sorted(wanted - set(KINDS))
     if unknown or not wanted:
-        _usage_error(f"--fail-on {value!r}: unknown kind {unknown}; use any, none, or some of: {', '.join(KINDS)}")
+        usage_error(f"--fail-on {value!r}: unknown kind {unknown}; use any, none, or some of: {', '.join(KINDS)}")
     return wanted
 
 
@@ -78,7 +73,7 @@ def lint(args: argparse.Namespace) -> None:
         with _output_to_stderr():
             report = lint_paths(paths)
     except FileNotFoundError as exc:
-        _usage_error(str(exc))
+        usage_error(str(exc))
     failing = report.failing(failing_kinds)
     if args.json:
         print(json.dumps({**report.as_dict(), "failing": len(failing)}, indent=2))

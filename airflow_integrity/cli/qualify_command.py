@@ -8,6 +8,8 @@ import sys
 
 from airflow.cli.cli_config import Arg
 
+from airflow_integrity.cli.exits import usage_error
+
 ARG_CONN_ID = Arg(("--conn-id",), help="Connection of the integrity store (default: [integrity] conn_id)")
 ARG_KEY_CONN_ID = Arg(
     ("--key-conn-id",),
@@ -75,11 +77,9 @@ def _verify_report(args: argparse.Namespace) -> None:
         with open(args.verify_report, encoding="utf-8") as source:
             document = load_report(source.read())
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        usage_error(str(exc))
     if not keys:
-        print("error: give the key with --key-conn-id", file=sys.stderr)
-        sys.exit(2)
+        usage_error("give the key with --key-conn-id")
     ok, why = verify_report(document, keys)
     print(("VERIFIED: " if ok else "NOT VERIFIED: ") + why)
     if not ok:

@@ -7,9 +7,11 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from airflow.cli.cli_config import Arg
+
+from airflow_integrity.cli.exits import usage_error
 
 ARG_DAG_ID = Arg(("dag_id",), help="The DAG to report on")
 ARG_SINCE = Arg(
@@ -35,14 +37,8 @@ def _since(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        _usage_error(f"--since {value!r} is neither an ISO-8601 time (2026-11-28) nor 30d / 12h / 90m.")
+        usage_error(f"--since {value!r} is neither an ISO-8601 time (2026-11-28) nor 30d / 12h / 90m.")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _usage_error(message: str) -> NoReturn:
-    """Exit 2 (1 is a breached budget) with the message."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _budgets_of(dag_id: str) -> tuple[list[Any], str | None]:
@@ -80,7 +76,7 @@ def report(args: argparse.Namespace) -> None:
     }
     if unreadable:
         if not per_task[None]["runs"]:
-            _usage_error(
+            usage_error(
                 f"no DAG {args.dag_id!r} here and no run of it in the trail since {start.isoformat()}: "
                 f"{unreadable}."
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from airflow_integrity.signatures import operator_class
+
 # class name -> the effect, as a report names it.
 KNOWN_EFFECTS = {
     "HttpOperator": "HTTP {method} request",
@@ -49,12 +51,6 @@ _WRITES = re.compile(
     re.IGNORECASE,
 )
 _SQL_COMMENT = re.compile(r"(--[^\n]*\n)|(/\*.*?\*/)", re.DOTALL)
-
-
-def operator_class(task: Any) -> type:
-    """The class of the task's operator (for a mapped task, the class it maps)."""
-    mapped = getattr(task, "operator_class", None)
-    return mapped if isinstance(mapped, type) else type(task)
 
 
 def argument(task: Any, name: str, default: Any = None) -> Any:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from airflow_integrity.signatures import operator_class
+
 _PULL = re.compile(r"xcom_pull\s*\(")
 _TASK_IDS = re.compile(r"task_ids\s*=\s*(?P<ids>\[[^\]]*\]|\([^)]*\)|'[^']+'|\"[^\"]+\")")
 _FIRST_ARGUMENT = re.compile(r"^\s*(?P<ids>\[[^\]]*\]|\([^)]*\)|'[^']+'|\"[^\"]+\")")
@@ -24,13 +26,7 @@ def validates(task: Any) -> bool:
     from airflow_integrity.operators.validate import HandoffPolicyArguments
     from airflow_integrity.sensors.validated_data import ValidatedDataSensor
 
-    if isinstance(task, (HandoffPolicyArguments, ValidatedDataSensor)):
-        return True
-    # A mapped task: the operator class it maps.
-    operator_class = getattr(task, "operator_class", None)
-    return isinstance(operator_class, type) and issubclass(
-        operator_class, (HandoffPolicyArguments, ValidatedDataSensor)
-    )
+    return issubclass(operator_class(task), (HandoffPolicyArguments, ValidatedDataSensor))
 
 
 def sources(task: Any) -> set[str]:

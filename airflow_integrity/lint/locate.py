@@ -16,8 +16,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class _Definitions:
-    tasks: dict[str, list[int]]  # task id (or function name) -> the lines it is defined on
-    dags: dict[str, tuple[int, ast.AST]]  # DAG id -> (line, its defining node)
+    tasks: dict[str, list[int]]  # task id (or function name) -> the lines it is defined on, in the whole file
+    dags: dict[str, tuple[int, dict[str, list[int]]]]  # DAG id -> (its line, the same within its definition)
 
 
 def _dag_id(call: ast.Call) -> str | None:
@@ -56,11 +56,11 @@ def _is_dag_decorator(text: str) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _parse(path: str) -> tuple[ast.Module | None, _Definitions]:
+def _parse(path: str) -> _Definitions:
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
     except (OSError, SyntaxError, ValueError):
-        return None, _Definitions({}, {})
+        return _Definitions({}, {})
     dags: dict[str, tuple[int, ast.AST]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.With):
@@ -78,15 +78,18 @@ def _parse(path: str) -> tuple[ast.Module | None, _Definitions]:
             dag_id = _dag_id(node)
             if dag_id:
                 dags.setdefault(dag_id, (node.lineno, tree))  # DAG(...) outside a with: its tasks anywhere
-    return tree, _Definitions(_tasks(tree), dags)
+    whole = _tasks(tree)
+    return _Definitions(
+        whole, {dag_id: (line, whole if node is tree else _tasks(node)) for dag_id, (line, node) in dags.items()}
+    )
 
 
 def locate_task(path: str, dag_id: str, task_id: str) -> tuple[int, bool]:
     """``(line, located)``: the line that defines the task, or its DAG's line (1 when neither is known)."""
-    _, definitions = _parse(path)
+    definitions = _parse(path)
     names = [task_id] if "." not in task_id else [task_id, task_id.rsplit(".", 1)[-1]]  # in a task group
     dag = definitions.dags.get(dag_id)
-    for scope in ([_scoped(path, dag[1])] if dag else []) + [definitions.tasks]:
+    for scope in ([dag[1]] if dag else []) + [definitions.tasks]:
         for name in names:
             lines = scope.get(name, [])
             if len(lines) == 1:
@@ -96,20 +99,7 @@ def locate_task(path: str, dag_id: str, task_id: str) -> tuple[int, bool]:
     return dag_line(path, dag_id), False
 
 
-@lru_cache(maxsize=256)
-def _scoped_cache(path: str, node_id: int) -> dict[str, list[int]]:
-    _, definitions = _parse(path)
-    for _, node in definitions.dags.values():
-        if id(node) == node_id:
-            return _tasks(node)
-    return {}
-
-
-def _scoped(path: str, node: ast.AST) -> dict[str, list[int]]:
-    return _scoped_cache(path, id(node))
-
-
 def dag_line(path: str, dag_id: str) -> int:
     """The line that defines the DAG (1 when it cannot be told)."""
-    dag = _parse(path)[1].dags.get(dag_id)
+    dag = _parse(path).dags.get(dag_id)
     return dag[0] if dag else 1

@@ -30,7 +30,7 @@ from airflow_integrity.store.audit.event import AuditEvent
 from airflow_integrity.store.audit.export import iter_records
 from airflow_integrity.store.audit.schema import AUDIT_TABLES, EVENT
 from airflow_integrity.store.audit.signing import CheckpointKey, newest_checkpoint, store_id
-from airflow_integrity.store.audit.verify import verify
+from airflow_integrity.store.audit.verify import append_only_warnings, verify
 
 PROBE_EVENT = "qualification.probe"
 DISTRIBUTION = "airflow-integrity"
@@ -197,8 +197,7 @@ def protections(ctx: Context) -> CheckResult:
     store_ = ctx.store
     problems: list[str] = []
     facts: dict[str, Any] = {}
-    result = verify(store_, key=ctx.keys or None)
-    problems.extend(warning for warning in result.warnings if "trigger" in warning)
+    problems.extend(append_only_warnings(store_))
     seq = ctx.probe_seqs[-1] if ctx.probe_seqs else None
     attempts = {
         "UPDATE": f"UPDATE {EVENT} SET body = body WHERE seq = {seq}",

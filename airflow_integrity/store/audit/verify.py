@@ -524,6 +524,13 @@ def _schema_warnings(conn: Connection, backend: str) -> list[str]:
     return warnings
 
 
+def append_only_warnings(store: IntegrityStore) -> list[str]:
+    """The append-only triggers of the trail that are missing or disabled (what :func:`verify` warns of),
+    without verifying the chain."""
+    with store.read() as conn:
+        return _schema_warnings(conn, store.backend)
+
+
 def pending_events(store: IntegrityStore) -> int:
     """Events recorded and not chained yet (always 0 on SQLite, which chains each event as it is recorded)."""
     if store.backend != "postgresql":
