@@ -59,7 +59,7 @@ class Reads(Protocol):
     """Read-only statements on the connection of :meth:`IntegrityStore.reading`."""
 
     def all(self, statement: TextClause, params: Mapping[str, Any]) -> list[Any]:
-        """Every row of ``statement`` (SQLAlchemy text, ``:name`` parameters), readable by index and by name."""
+        """Every row of ``statement`` (SQLAlchemy text, ``:name`` parameters), each read by position."""
 
 
 class _EngineReads:
@@ -75,9 +75,7 @@ class _DriverReads:
         self._conn = conn
 
     def all(self, statement: TextClause, params: Mapping[str, Any]) -> list[Any]:
-        from psycopg.rows import namedtuple_row
-
-        with self._conn.cursor(row_factory=namedtuple_row) as cursor:
+        with self._conn.cursor() as cursor:
             cursor.execute(driver_sql(statement.text), params, prepare=False)
             return cursor.fetchall()
 

@@ -22,21 +22,23 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from airflow_integrity.store.errors import StoreError
+from airflow_integrity.store.read_once import read_once
 from airflow_integrity.store.scope import bind_scope, scope_clause
 from airflow_integrity.store.store import IntegrityStore
 
 TABLE = "integrity_validation_result"
 SECRET_TABLE = "integrity_validation_secret"
 STATUSES = ("passed", "warned", "failed")
-_COLUMNS = (
+# What a listing reads (:func:`_result`'s order), and every column.
+_LISTED = (
     "result_id, created_at, status, success, suite_name, suite_fingerprint, data_fingerprint, dag_id, run_id, "
-    "task_id, map_index, try_number, summary, full_result, full_result_sha256"
+    "task_id, map_index, try_number, summary"
 )
+_COLUMNS = f"{_LISTED}, full_result, full_result_sha256"
 _IDENTITY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 
 
-@dataclass(frozen=True)
-class StoredValidationResult:
+class StoredValidationResult(msgspec.Struct, frozen=True, dict=True):
     """One stored validation.
 
     Args:
@@ -47,9 +49,8 @@ class StoredValidationResult:
         suite_name: The suite's name.
         suite_fingerprint: ``sha256:`` of the suite's expectations.
         data_fingerprint: ``sha256:`` of the data (or of the query, for SQL validated in the database).
-        identity: The task instance that ran it (``dag_id``, ``run_id``, ``task_id``, ``map_index``,
-            ``try_number``), empty outside a task.
-        summary: The compact summary.
+        dag_id, run_id, task_id, map_index, try_number: The task instance that ran it (``None`` outside a task).
+        summary_json: The compact summary as stored (JSON text); :attr:`summary` reads it when first asked for.
         full_result: GX's complete result as a JSON dict.
     """
 
@@ -60,9 +61,51 @@ class StoredValidationResult:
     suite_name: str
     suite_fingerprint: str
     data_fingerprint: str | None
-    identity: dict[str, Any]
-    summary: dict[str, Any]
+    dag_id: str | None
+    run_id: str | None
+    task_id: str | None
+    map_index: int | None
+    try_number: int | None
+    summary_json: str
     full_result: dict[str, Any]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The task instance that ran it, by the names it has (empty outside a task)."""
+        return {key: value for key in _IDENTITY if (value := getattr(self, key)) is not None}
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        """What a listing shows of the summary: ``rows`` (validated), ``evaluated_expectations``,
+        ``unsuccessful_expectations`` and ``failures``; read alone, without the rest of the summary."""
+        if "summary" not in self.__dict__:  # not read yet
+            try:
+                figures = _decode_figures(self.summary_json)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass  # NaN, or a shape of its own: read from the whole summary
+            else:
+                data, statistics = figures.data or _Data(), figures.statistics or _Statistics()
+                return {
+                    "rows": data.rows,
+                    "evaluated_expectations": statistics.evaluated_expectations,
+                    "unsuccessful_expectations": statistics.unsuccessful_expectations,
+                    "failures": figures.failures or [],
+                }
+        summary = self.summary if isinstance(self.summary, dict) else {}
+        read = {
+            key: value if isinstance(value := summary.get(key), dict) else {} for key in ("data", "statistics")
+        }
+        return {
+            "rows": read["data"].get("rows"),
+            "evaluated_expectations": read["statistics"].get("evaluated_expectations"),
+            "unsuccessful_expectations": read["statistics"].get("unsuccessful_expectations"),
+            "failures": failures if isinstance(failures := summary.get("failures"), list) else [],
+        }
+
+    @read_once
+    def summary(self) -> dict[str, Any]:
+        """The compact summary (read when first asked for)."""
+        return _read_summary(self.summary_json)
 
 
 def _json(value: Any) -> str:
@@ -127,7 +170,25 @@ def _aware(value: Any) -> datetime:
 _decode_summary = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def _summary(text: str) -> dict[str, Any]:
+class _Data(msgspec.Struct, gc=False):
+    rows: Any = None
+
+
+class _Statistics(msgspec.Struct, gc=False):
+    evaluated_expectations: Any = None
+    unsuccessful_expectations: Any = None
+
+
+class _Figures(msgspec.Struct):
+    data: _Data | None = None
+    statistics: _Statistics | None = None
+    failures: list[Any] | None = None
+
+
+_decode_figures = msgspec.json.Decoder(_Figures).decode
+
+
+def _read_summary(text: str) -> dict[str, Any]:
     # msgspec reads strict JSON fast; a summary holding NaN (Python's JSON extension) takes json's slower path.
     try:
         return _decode_summary(text)
@@ -136,17 +197,24 @@ def _summary(text: str) -> dict[str, Any]:
 
 
 def _result(row: Any, full_result: dict[str, Any]) -> StoredValidationResult:
+    """A row whose first columns are :data:`_LISTED`'s, as a :class:`StoredValidationResult`."""
+    (result_id, created_at, status, success, suite, suite_fingerprint, data_fingerprint) = row[:7]
+    dag_id, run_id, task_id, map_index, try_number, summary = row[7:13]
     return StoredValidationResult(
-        result_id=row.result_id,
-        created_at=_aware(row.created_at),
-        status=row.status,
-        success=bool(row.success),
-        suite_name=row.suite_name,
-        suite_fingerprint=row.suite_fingerprint,
-        data_fingerprint=row.data_fingerprint,
-        identity={key: getattr(row, key) for key in _IDENTITY if getattr(row, key) is not None},
-        summary=_summary(row.summary),
-        full_result=full_result,
+        result_id,
+        _aware(created_at),
+        status,
+        bool(success),
+        suite,
+        suite_fingerprint,
+        data_fingerprint,
+        dag_id,
+        run_id,
+        task_id,
+        map_index,
+        try_number,
+        summary,
+        full_result,
     )
 
 
@@ -214,12 +282,6 @@ class ValidationFilter:
     status: str | None = None
     readable_dags: frozenset[str] | None = None
     without_dag: bool = True
-
-
-_LISTED = (
-    "result_id, created_at, status, success, suite_name, suite_fingerprint, data_fingerprint, dag_id, run_id, "
-    "task_id, map_index, try_number, summary"
-)
 
 
 def list_results(

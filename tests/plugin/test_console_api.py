@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -313,6 +315,7 @@ def test_a_verification_names_the_first_bad_seq(app, auth_manager, store_conn_en
         "TAMPERED_DETAILS",
         "TAMPERED_MAP_INDEX",
         "TAMPERED_TIME",
+        "TAMPERED_DAY",
     ],
 )
 def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app, auth_manager, body) -> None:  # noqa: F811
@@ -330,6 +333,7 @@ def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app,
             "TAMPERED_DETAILS": original.replace('"details":{}', '"details":"none"'),
             "TAMPERED_MAP_INDEX": original.replace('"map_index":null', '"map_index":"0"'),
             "TAMPERED_TIME": original.replace('"recorded_at":"', '"recorded_at":"yesterday '),
+            "TAMPERED_DAY": re.sub(r'"recorded_at":"[0-9-]{10}', '"recorded_at":"2025-02-29', original),
         }.get(body, body)
         assert changed != original
         conn.execute(text("UPDATE integrity_audit_event SET body = :body WHERE seq = 2"), {"body": changed})
@@ -342,6 +346,31 @@ def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app,
     story = admin.get(f"{V1}/stories/claim-42").json()["events"]
     # The row is found by the fields still in its body: those that kept the business key are in the story.
     assert [e["readable"] for e in story if e["seq"] == 2] == ([False] if "claim-42" in changed else [])
+
+
+def test_a_time_written_with_another_offset_is_read_as_its_utc_moment(app, auth_manager) -> None:  # noqa: F811
+    """A body whose time was rewritten with a zone other than Z (not canonical: its hash no longer matches) is
+    still an event's JSON: listed readable, its time given in the canonical UTC form."""
+    from sqlalchemy import text
+
+    from tests.store.audit.test_tamper import tampering
+
+    _seed_trail()
+    store = IntegrityCheckHook().get_store()
+    with tampering(store) as conn:
+        original = conn.execute(text("SELECT body FROM integrity_audit_event WHERE seq = 2")).scalar_one()
+        moment = re.search(r'"recorded_at":"([^"]+)Z"', original)
+        assert moment is not None
+        shifted = (
+            datetime.fromisoformat(moment.group(1)).replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+        )
+        changed = original.replace(moment.group(0), f'"recorded_at":"{shifted.isoformat()}"')
+        conn.execute(text("UPDATE integrity_audit_event SET body = :body WHERE seq = 2"), {"body": changed})
+    admin = _as(auth_manager, app, "admin")
+    listed = {e["seq"]: e for e in admin.get(f"{V1}/events").json()["events"]}
+    assert listed[2]["readable"] is True and listed[2]["recorded_at"] == f"{moment.group(1)}Z"
+    detail = admin.get(f"{V1}/events/2").json()
+    assert detail["readable"] is True and detail["hash_matches"] is False and detail["body"] == changed
 
 
 def _validation(dag_id: str, run_id: str, status: str, *, quarantine: bool = False) -> str:
@@ -410,7 +439,9 @@ def test_validations_per_run_and_in_full(app, auth_manager) -> None:  # noqa: F8
     # The page and its quarantine flags are two statements, whatever the number of runs on the page.
     with sent_statements() as statements:
         assert len(admin.get(f"{V1}/validations").json()["validations"]) == 3
-    store_reads = [s for s, _ in statements if s.lstrip().upper().startswith("SELECT") and "integrity_" in s]
+    store_reads = [
+        s for s, _ in statements if s.lstrip().upper().startswith(("SELECT", "WITH")) and "integrity_" in s
+    ]
     assert len(store_reads) == 2, store_reads
     reviewer = _as(auth_manager, app, "claims-reviewer")
     assert {v["dag_id"] for v in reviewer.get(f"{V1}/validations").json()["validations"]} == {"claims"}

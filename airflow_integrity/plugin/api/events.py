@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from airflow_integrity.plugin.api.access import Access, AccessDep
 from airflow_integrity.plugin.api.models import Event, EventDetail, EventPage
@@ -37,8 +37,18 @@ def event_json(row: Any) -> dict[str, Any]:
             "prev_hash": row.prev_hash,
             "hash": row.hash,
         }
+    from airflow_integrity.store.audit.event import format_timestamp
+
     fields = msgspec.structs.asdict(row.content)
+    fields["recorded_at"] = format_timestamp(row.content.recorded_at)
     return {**fields, "seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash, "readable": True}
+
+
+def _page(rows: list[Any], next_cursor: str | None, head: int) -> Response:
+    """An :class:`EventPage`, encoded by msgspec: each body is decoded once, here, and written straight to JSON
+    (the fields are those :func:`event_json` gives, which the model documents)."""
+    page = {"events": [event_json(r) for r in rows], "next_cursor": next_cursor, "head_seq": head}
+    return Response(msgspec.json.encode(page), media_type="application/json")
 
 
 def _seq(cursor: str | None) -> int | None:
@@ -78,7 +88,7 @@ def list_events(
     until: Annotated[str | None, Query(max_length=40, pattern=NO_NUL, description="ISO-8601, exclusive.")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> dict[str, Any]:
+) -> Response:
     """Chained events the user may read, newest first. Filters combine; each is served by an index. Pages
     are cut by sequence number, so events recorded while one pages through never shift a page."""
     from airflow_integrity.store.audit import query
@@ -99,11 +109,7 @@ def list_events(
         head = query.head(store)
         rows = query.page(store, where, before=_seq(cursor), limit=limit)
     more = len(rows) == limit and rows[-1].seq > 1
-    return {
-        "events": [event_json(r) for r in rows],
-        "next_cursor": str(rows[-1].seq) if more else None,
-        "head_seq": head,
-    }
+    return _page(rows, str(rows[-1].seq) if more else None, head)
 
 
 @router.get("/events/{seq}", response_model=EventDetail, summary="One event and its hashes")
@@ -122,7 +128,7 @@ def get_event(access: AccessDep, seq: int) -> dict[str, Any]:
         previous = query.get(store, seq - 1) if seq > 1 else None
         with store.read() as conn:
             newest = newest_checkpoint(conn)
-    body = row.record.body() if row.record is not None else str(row.raw)
+    body = row.body  # as stored: what the hash covers, however its fields read
     return {
         **event_json(row),
         "body": body,
@@ -172,7 +178,7 @@ def export_story(
 
 
 @router.get("/stories/{business_key:path}", response_model=EventPage, summary="A business key's story")
-def story(access: AccessDep, business_key: str, cursor: Cursor = None, limit: Limit = 200) -> dict[str, Any]:
+def story(access: AccessDep, business_key: str, cursor: Cursor = None, limit: Limit = 200) -> Response:
     """Everything that happened to a business key, oldest first, across DAGs and runs: the events recorded with
     the key and the events without a key of the runs that recorded it (task states, approvals, run outcomes)."""
     from airflow_integrity.store.audit import query
@@ -182,12 +188,7 @@ def story(access: AccessDep, business_key: str, cursor: Cursor = None, limit: Li
     with open_store() as store:
         head = query.head(store)
         rows = query.page(store, where, after=_seq(cursor) or 0, limit=limit)
-    more = len(rows) == limit
-    return {
-        "events": [event_json(r) for r in rows],
-        "next_cursor": str(rows[-1].seq) if more else None,
-        "head_seq": head,
-    }
+    return _page(rows, str(rows[-1].seq) if len(rows) == limit else None, head)
 
 
 def _check_key(business_key: str) -> None:

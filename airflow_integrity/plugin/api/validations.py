@@ -45,8 +45,6 @@ def _quarantined(store: Any, results: list[Any]) -> set[str]:
 
 def validation_json(result: Any, quarantined: bool) -> dict[str, Any]:
     """The API form of a :class:`~airflow_integrity.store.validation_results.StoredValidationResult`."""
-    summary = result.summary
-    statistics = summary.get("statistics") or {}
     return {
         "result_id": result.result_id,
         "created_at": result.created_at.isoformat(),
@@ -56,10 +54,7 @@ def validation_json(result: Any, quarantined: bool) -> dict[str, Any]:
         "suite": result.suite_name,
         "suite_fingerprint": result.suite_fingerprint,
         "data_fingerprint": result.data_fingerprint,
-        "rows": (summary.get("data") or {}).get("rows"),
-        "evaluated_expectations": statistics.get("evaluated_expectations"),
-        "unsuccessful_expectations": statistics.get("unsuccessful_expectations"),
-        "failures": list(summary.get("failures") or []),
+        **result.figures,
         **{name: result.identity.get(name) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number")},
     }
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from sqlalchemy import text
 
 from airflow_integrity.store.audit.event import AuditRecord, to_timestamp
@@ -35,6 +35,7 @@ from airflow_integrity.store.audit.schema import (
     field_sql,
     record_from_content,
 )
+from airflow_integrity.store.read_once import read_once
 from airflow_integrity.store.scope import bind_scope, scope_clause
 
 if TYPE_CHECKING:
@@ -128,29 +129,36 @@ def _story_clause(dialect: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """One chained event: the fields of its body, or, for a body that is not an event's JSON, the raw text."""
+class EventRow(msgspec.Struct, frozen=True, dict=True):
+    """One chained event as stored: its body is read (:attr:`content`, :attr:`record`) when first asked for, so
+    reading a page costs what its statement costs and each reader decodes only what it uses."""
 
     seq: int
-    content: EventContent | None
-    raw: str | None = None
-    prev_hash: str | None = None
-    hash: str | None = None
+    body: str
+    prev_hash: str
+    hash: str
 
-    @cached_property
+    @read_once
+    def content(self) -> EventContent | None:
+        """The fields of the body; ``None`` when it is not an event's JSON (a damaged or tampered row)."""
+        return content_of(self.body)
+
+    @property
+    def raw(self) -> str | None:
+        """The stored text of a body that is not an event's JSON; ``None`` for a readable one."""
+        return None if self.content is not None else str(self.body)
+
+    @read_once
     def record(self) -> AuditRecord | None:
-        """The event as an :class:`AuditRecord` (built when first asked for); ``None`` for an unreadable body."""
-        if self.content is None:
-            return None
-        return record_from_content(self.seq, self.content, str(self.prev_hash), str(self.hash))
+        """The event as an :class:`AuditRecord`; ``None`` for an unreadable body."""
+        content = self.content
+        return None if content is None else record_from_content(self.seq, content, self.prev_hash, self.hash)
 
 
 def rows_of(result: Any) -> Iterator[EventRow]:
     """Stored rows ``(seq, body, prev_hash, hash)`` as :class:`EventRow`."""
     for seq, body, prev_hash, hash_ in result:
-        content = content_of(body)
-        yield EventRow(seq, content, None if content is not None else str(body), prev_hash, hash_)
+        yield EventRow(seq, body, prev_hash, hash_)
 
 
 def _statement(
@@ -259,19 +267,22 @@ def stream_rows(
 
 def of_runs(store: IntegrityStore, runs: set[tuple[str, str]], event_type: str) -> list[EventRow]:
     """Every chained event of ``event_type`` in the DAG runs ``runs`` (``(dag_id, run_id)`` pairs), oldest first:
-    one statement, each run read through the ``(dag_id, run_id)`` index."""
+    one statement joining the runs (a ``VALUES`` list) to the events through the ``(dag_id, run_id)`` index or
+    the event type's, whichever the planner finds cheaper. (A ``UNION ALL`` of one look-up per run took 2 ms to
+    plan for 50 runs.)"""
     if not runs:
         return []
     dag, run, kind = (field_sql(store.backend, name) for name in ("dag_id", "run_id", "event_type"))
     params: dict[str, Any] = {"event_type": event_type}
-    branches = []
+    values = []
     for n, (dag_id, run_id) in enumerate(sorted(runs)):
         params[f"dag_{n}"], params[f"run_{n}"] = dag_id, run_id
-        branches.append(
-            f"SELECT e.seq FROM {EVENT} AS e WHERE {dag} = :dag_{n} AND {run} = :run_{n} AND {kind} = :event_type"
-        )
-    matching = " UNION ALL ".join(branches)
-    sql = f"SELECT {RECORD_SELECT} FROM {EVENT} AS e WHERE e.seq IN ({matching}) ORDER BY e.seq"
+        values.append(f"(:dag_{n}, :run_{n})")
+    sql = (
+        f"WITH runs (dag_id, run_id) AS (VALUES {', '.join(values)}) "
+        f"SELECT {RECORD_SELECT} FROM runs JOIN {EVENT} AS e ON {dag} = runs.dag_id AND {run} = runs.run_id "
+        f"WHERE {kind} = :event_type ORDER BY e.seq"
+    )
     return list(rows_of(store.reading(lambda reads: reads.all(text(sql), params))))
 
 

@@ -8,11 +8,12 @@ through ``json_extract(body, ...)``. Both are indexed (migration a1).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 
-from airflow_integrity.store.audit.event import AuditRecord, parse_timestamp
+from airflow_integrity.store.audit.event import AuditRecord
 
 EVENT = "integrity_audit_event"
 INTAKE = "integrity_audit_intake"
@@ -50,13 +51,9 @@ def field_sql(dialect: str, name: str, alias: str = "e") -> str:
     return f"json_extract({alias}.body, '$.{name}')"
 
 
-# The canonical time (see :func:`~airflow_integrity.store.audit.event.format_timestamp`), months and days in range.
-_CANONICAL_TIME = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
-
-
-class EventContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The fields of a stored event body, each of the JSON type :func:`canonical_body` writes
-    (``recorded_at`` as its canonical text)."""
+class EventContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The fields of a stored event body, each of the JSON type :func:`canonical_body` writes; ``recorded_at``
+    an RFC 3339 time with its zone (read by msgspec in C: a day past its month's last is refused)."""
 
     actor: str
     bundle_version: str | None
@@ -67,7 +64,7 @@ class EventContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     event_id: str
     event_type: str
     map_index: int | None
-    recorded_at: Annotated[str, msgspec.Meta(pattern=_CANONICAL_TIME)]
+    recorded_at: Annotated[datetime, msgspec.Meta(tz=True)]
     run_id: str | None
     task_id: str | None
     try_number: int | None
@@ -80,15 +77,9 @@ def content_of(body: Any) -> EventContent | None:
     """The fields of a stored event body, or ``None`` when the body is not an event's JSON: not JSON, not an
     object, other fields, a field of the wrong type, or no time (a damaged or tampered row)."""
     try:
-        content = _decode(body)
+        return _decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
         return None
-    if content.recorded_at[8:10] > "28":  # the pattern leaves a day past the month's last to check
-        try:
-            parse_timestamp(content.recorded_at)
-        except ValueError:
-            return None
-    return content
 
 
 def record_from_content(seq: int, content: EventContent, prev_hash: str, hash_: str) -> AuditRecord:
@@ -97,7 +88,7 @@ def record_from_content(seq: int, content: EventContent, prev_hash: str, hash_: 
         seq=seq,
         prev_hash=prev_hash,
         hash=hash_,
-        **{**msgspec.structs.asdict(content), "recorded_at": parse_timestamp(content.recorded_at)},
+        **{**msgspec.structs.asdict(content), "recorded_at": content.recorded_at.astimezone(UTC)},
     )
 
 

@@ -156,3 +156,30 @@ def test_a_page_is_one_statement_and_survives_the_loss_of_its_reused_connection(
     )
     assert [r.seq for r in query.page(big_trail, FILTERS["dag"], limit=5)] == [r.seq for r in first]
     assert [r.record.dag_id for r in first if r.record is not None] == ["dag_7"] * 5
+
+
+@pytest.mark.parametrize("event_type", ["type.7", "type.0"])
+def test_the_events_of_a_page_of_runs_are_one_statement_read_through_an_index(
+    big_trail: IntegrityStore, event_type: str
+) -> None:
+    """The quarantine flags of a page of validations: one statement for all its runs, each run's events found
+    through an index, never by scanning the trail; exactly the runs' events of that type, oldest first."""
+    runs = {(f"dag_{n % 40}", f"run_{n}") for n in range(0, 400, 8)} | {("dag_7", "run_7"), ("dag_0", "nowhere")}
+    with sent_statements() as sent:
+        found = query.of_runs(big_trail, runs, event_type)
+    assert len(sent) == 1
+    with big_trail.read() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sent[0][0]}", sent[0][1]).scalar_one()
+    scans = [(n["Node Type"], n.get("Relation Name")) for n in _nodes(plan[0]["Plan"])]
+    assert not [s for s in scans if s == ("Seq Scan", "integrity_audit_event")], scans
+    # Event n (seq n + 1) is of type n % 8 in run n % 400: run_7 holds 50 events of type.7, runs 0, 8, ... 50 of
+    # type.0 each.
+    expected = [
+        n + 1
+        for n in range(EVENTS)
+        if (f"dag_{n % 40}", f"run_{n % 400}") in runs and n % 8 == int(event_type[-1])
+    ]
+    assert [row.seq for row in found] == expected and len(expected) == (50 if event_type == "type.7" else 2500)
+    assert {(r.record.dag_id, r.record.run_id, r.record.event_type) for r in found if r.record} <= {
+        (dag, run, event_type) for dag, run in runs
+    }
