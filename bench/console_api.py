@@ -17,9 +17,12 @@ and round (a rotation would keep the cyclic order: the mode after ``API`` would 
 work and allocations, which made it 0.05-0.1 ms slower at p50):
 
 ``store``
-    the store call the API route makes, rows read into the product's objects: ``query.page`` (events, story: each
-    body decoded and checked to be an event's JSON), ``validation_results.list_results`` (validations); on the
-    connection ``IntegrityStore.reading`` lends (a reused driver connection in autocommit mode).
+    the store call the API route makes: ``query.page`` (events, story: the statement's rows, each an ``EventRow``
+    whose body is decoded when first asked for), ``validation_results.list_results`` (validations: summaries
+    likewise); on the connection ``IntegrityStore.reading`` lends (a reused driver connection in autocommit mode).
+``read``
+    the store call, then what the route reads of each row it returns: every event's body decoded and checked to
+    be an event's JSON (``EventRow.content``), every validation's figures (``StoredValidationResult.figures``).
 ``bare``
     the same statement text and parameters, captured from the store call as it was sent to the driver, run on
     one plain psycopg connection (autocommit) with ``fetchall()``; no mapping. Neither side prepares statements
@@ -27,16 +30,18 @@ work and allocations, which made it 0.05-0.1 ms slower at p50):
 ``API``
     ``GET /api/v1/events`` (``/stories/{key}``, ``/validations``) through the plugin's FastAPI app with
     Starlette's TestClient: parameter checks, the head query of the events page, the quarantine look-ups of the
-    validations page, the response model and JSON. Authentication is replaced by a fixed reader (a dependency
-    override of ``current_access``): a user who reads every DAG, or one who reads 3 (``readable_dags``); JWT
-    validation and the auth manager's answers are not measured.
+    validations page, the JSON (encoded by msgspec for events, through the response model for validations).
+    Authentication is replaced by a fixed reader (a dependency override of ``current_access``): a user who reads
+    every DAG, or one who reads 3 (``readable_dags``); JWT validation and the auth manager's answers are not
+    measured.
 
 After 5 unmeasured warm-up rounds, ``--rounds`` rounds (default 200) give p50 and p95 per mode and filter; the
-ratio is bare p95 / store p95 (the store call's throughput relative to the bare statement). Targets: store p95 at
-most 100 ms and ratio at least 0.8. Then the plans: ``EXPLAIN ANALYZE`` of each filter's slowest case (planned for
-its values, and as a generic plan where one ran), in full with ``BUFFERS`` for a filter whose p95 misses the
-target; and where a page's time goes (the statement alone, through the store's connection and transaction, the
-mapping of its rows, an empty route through the TestClient), interleaved the same way.
+ratio is bare p95 / store p95 (the store call's throughput relative to the bare statement), and bare p95 / read
+p95 next to it. Targets: store p95 at most 100 ms and ratio at least 0.8. Then the plans: ``EXPLAIN ANALYZE`` of
+each filter's slowest case (planned for its values, and as a generic plan where one ran), in full with
+``BUFFERS`` for a filter whose p95 misses the target; and where a page's time goes (the statement alone, through
+the store's connection, wrapping and decoding its rows, an empty route through the TestClient), interleaved the
+same way.
 
 Export: ``export_lines`` of every event (JSON Lines and CSV), each in a fresh process: chaining what is pending,
 verifying the whole chain, then streaming the lines (encoded as the download route does); events/s over the
