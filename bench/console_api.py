@@ -46,7 +46,7 @@ same way.
 Export: ``export_lines`` of every event (JSON Lines and CSV), each in a fresh process: chaining what is pending,
 verifying the whole chain, then streaming the lines (encoded as the download route does); events/s over the
 whole call and over the lines alone. Next to it, in the same rounds: its parts (the rows of the statement
-``query.stream`` runs, not mapped; ``query.stream``, rows mapped to records) and a bare stream (a server-side
+``query.stream`` runs, not mapped; ``query.stream``, each body decoded) and a bare stream (a server-side
 psycopg cursor of the same rows, one line of the stored body and hashes per event). Memory: resident set before
 the call and its peak (VmHWM) after, and with tracemalloc the peak of Python allocations, for the export of all
 events and of the first tenth (``until`` the time of event N/10 + 1). Target: at least 100,000 events/s.
@@ -855,8 +855,8 @@ def export_child(url: str, fmt: str, until: str | None, trace: bool) -> None:
                 text(f"SELECT {RECORD_SELECT} FROM {EVENT} AS e ORDER BY e.seq ASC")
             )
             events = sum(1 for _ in result)
-    elif fmt == "mapped":  # stream(): the rows mapped to records, no line written
-        events = sum(1 for _ in stream(store, EventFilter()))
+    elif fmt == "mapped":  # stream(): each row's body decoded, no line written
+        events = sum(1 for row in stream(store, EventFilter()) if row.content is not None)
     else:
         lines = export_lines(store, fmt, where=EventFilter(until=until))
         assert lines.verification.ok
@@ -892,7 +892,7 @@ def _export_run(url: str, fmt: str, until: str | None = None, trace: bool = Fals
 EXPORTS = {
     "jsonl": "export_lines, JSON Lines",
     "csv": "export_lines, CSV",
-    "mapped": "part: query.stream(), rows mapped",
+    "mapped": "part: query.stream(), bodies decoded",
     "rows": "part: stream()'s statement, rows only",
     "bare": "bare stream (psycopg)",
 }
@@ -984,6 +984,9 @@ def _bench(url: str, args: argparse.Namespace, reuse: bool) -> None:
         f"PostgreSQL {version}; events table with indexes {size / 2**30:.2f} GiB; {results:,} validations",
         flush=True,
     )
+    if not args.rounds:  # the export alone
+        measure_export(store, url, head, args.export_rounds)
+        return
     cases = make_cases(store, head)
     print(f"{args.rounds} rounds after {WARMUP} warm-up rounds, {len(cases)} filters x 3 modes", flush=True)
     results = measure(store, url, cases, args.rounds)

@@ -12,7 +12,8 @@ JSON Lines
     ``{"record": "event", "seq": N, "verified": false, "unreadable_body": "..."}``.
 CSV
     a first line ``# airflow-integrity audit export: chain VERIFIED ...`` (or ``NOT VERIFIED``, with the first
-    bad sequence number and the reason), a header row, one row per event, and a last line ``# end ...``.
+    bad sequence number and the reason), a header row, one row per event (its details as their canonical JSON,
+    the text the hash covers), and a last line ``# end ...``.
 
 Each event carries ``verified``: whether it lies before the first sequence number that cannot be trusted.
 """
@@ -20,15 +21,20 @@ Each event carries ``verified``: whether it lies before the first sequence numbe
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from airflow_integrity.store.audit.chain import AuditLog
-from airflow_integrity.store.audit.event import AuditEventError, AuditRecord, format_timestamp, to_timestamp
+from airflow_integrity.store.audit.event import (
+    AuditEventError,
+    AuditRecord,
+    canonical_json,
+    format_timestamp,
+    to_timestamp,
+)
 from airflow_integrity.store.audit.query import EventFilter, rows_of, stream, stream_rows
 from airflow_integrity.store.audit.verify import VerifyResult, verify
 
@@ -203,27 +209,45 @@ class ExportLines:
     def _csv(self) -> Iterator[str]:
         result = self.verification
         yield f"# {_status_line(result, self.filters)}\n"
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-
-        def line(values: Sequence[Any]) -> str:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(values)
-            return buffer.getvalue()
-
+        # A writer whose "file" hands each row back: writerow returns the row's line (no buffer to reset).
+        line = csv.writer(_Line(), lineterminator="\n").writerow
         yield line(CSV_COLUMNS)
         for row in rows_of(self._rows):
-            if row.record is not None:
-                values = row.record.as_dict()
-                values["details"] = json.dumps(values["details"], ensure_ascii=False, sort_keys=True)
-                values["verified"] = _verified(row.seq, self._trusted_below)
-                cells = ["" if values[c] is None else values[c] for c in CSV_COLUMNS]
+            content = row.content
+            if content is not None:
+                yield line(
+                    (
+                        row.seq,
+                        format_timestamp(content.recorded_at),
+                        content.event_type,
+                        content.actor,
+                        content.business_key,
+                        content.dag_id,
+                        content.dag_version,
+                        content.bundle_version,
+                        content.run_id,
+                        content.task_id,
+                        content.map_index,
+                        content.try_number,
+                        canonical_json(content.details),
+                        content.event_id,
+                        _verified(row.seq, self._trusted_below),
+                        row.prev_hash,
+                        row.hash,
+                    )
+                )
             else:
-                cells = [row.seq, *[""] * 11, row.raw, "", False, "", ""]
+                yield line((row.seq, *[""] * 11, row.raw, "", False, "", ""))
             self.events += 1
-            yield line(cells)
         yield f"# end of export: {self.events} events; chain {'VERIFIED' if result.ok else 'NOT VERIFIED'}\n"
+
+
+class _Line:
+    """The "file" of a CSV writer that writes one row at a time: each write returns the row's text."""
+
+    @staticmethod
+    def write(text: str) -> str:
+        return text
 
 
 def export_lines(

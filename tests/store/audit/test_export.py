@@ -12,7 +12,13 @@ from sqlalchemy import text
 
 from airflow_integrity.store import IntegrityStore
 from airflow_integrity.store.audit.chain import AuditLog
-from airflow_integrity.store.audit.event import AuditEvent, AuditEventError, chain_hash, format_timestamp
+from airflow_integrity.store.audit.event import (
+    AuditEvent,
+    AuditEventError,
+    canonical_body,
+    chain_hash,
+    format_timestamp,
+)
 from airflow_integrity.store.audit.export import CSV_COLUMNS, export
 from airflow_integrity.store.audit.schema import EVENT
 from tests.store.audit.test_tamper import tampering
@@ -98,6 +104,30 @@ def test_csv_states_the_verification_and_is_readable(store: IntegrityStore) -> N
     ]
     assert json.loads(rows[0]["details"]) == {"claim": "claim-41"}
     assert summary.events == 2 and summary.verification.ok
+
+
+def test_csv_cells_recompute_each_hash(store: IntegrityStore) -> None:
+    """A CSV row holds what its event's hash covers: the body rebuilt from its cells (details as written, the
+    canonical JSON) hashes to the row's hash, also for details with nesting and non-ASCII text."""
+    records = _trail(store)
+    details = {"name": "Zoë Ørsted — 東京", "nested": {"b": [1, 2.5, None], "a": True}, "quote": 'say "hi"\n'}
+    AuditLog(store).append_many([AuditEvent("claim.noted", "zoë@host", business_key="k", details=details)])
+    out = io.StringIO(newline="")
+    export(store, "csv", out=out)
+    rows = list(csv.DictReader(out.getvalue().splitlines(keepends=True)[1:-1]))
+    assert len(rows) == len(records) + 1 and json.loads(rows[-1]["details"]) == details
+    for row in rows:
+        fields = {
+            name: row[name] or None for name in CSV_COLUMNS if name not in ("seq", "verified", "prev_hash", "hash")
+        }
+        body = canonical_body(
+            **{k: v for k, v in fields.items() if k not in ("details", "map_index", "try_number")},
+            map_index=None if fields["map_index"] is None else int(fields["map_index"]),
+            try_number=None if fields["try_number"] is None else int(fields["try_number"]),
+            details_json=row["details"],
+        )
+        assert chain_hash(row["prev_hash"], int(row["seq"]), body.encode()) == row["hash"], row["seq"]
+        assert row["verified"] == "True"
 
 
 def test_export_of_a_tampered_trail_says_so_and_flags_events_from_the_first_bad_one(store: IntegrityStore) -> None:

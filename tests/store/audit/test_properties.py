@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -130,3 +131,27 @@ def test_any_single_field_edit_is_caught_at_its_event(
         with tampering(store) as conn:
             conn.execute(text(f"UPDATE {EVENT} SET body = :b WHERE seq = :s"), {"b": original, "s": target.seq})
     assert verify(store).ok
+
+
+OFFSET = timedelta(hours=23)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.builds(timezone, st.timedeltas(min_value=-OFFSET, max_value=OFFSET)),
+    )
+)
+def test_a_time_formats_canonically_and_reads_back_as_the_same_moment(moment: Any) -> None:
+    """Any aware time (any year, offset, microsecond) has a canonical form of 27 characters that reads back as the
+    same moment, and that the body's decoder reads as that moment too."""
+    import msgspec
+
+    from airflow_integrity.store.audit.event import format_timestamp, parse_timestamp
+
+    text_ = format_timestamp(moment)
+    assert len(text_) == 27 and text_.endswith("Z")
+    assert parse_timestamp(text_) == moment
+    assert msgspec.json.decode(f'"{text_}"'.encode(), type=datetime) == moment
