@@ -307,6 +307,9 @@ def test_a_verification_names_the_first_bad_seq(app, auth_manager, store_conn_en
     assert detail["hash_matches"] is False and detail["actor"] == "mallory"
 
 
+EDGE = "0001-01-01T00:00:00+01:00"
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -316,6 +319,7 @@ def test_a_verification_names_the_first_bad_seq(app, auth_manager, store_conn_en
         "TAMPERED_MAP_INDEX",
         "TAMPERED_TIME",
         "TAMPERED_DAY",
+        "TAMPERED_EDGE",
     ],
 )
 def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app, auth_manager, body) -> None:  # noqa: F811
@@ -334,6 +338,10 @@ def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app,
             "TAMPERED_MAP_INDEX": original.replace('"map_index":null', '"map_index":"0"'),
             "TAMPERED_TIME": original.replace('"recorded_at":"', '"recorded_at":"yesterday '),
             "TAMPERED_DAY": re.sub(r'"recorded_at":"[0-9-]{10}', '"recorded_at":"2025-02-29', original),
+            # A valid time whose offset puts its UTC moment before year 1.
+            "TAMPERED_EDGE": re.sub(
+                r'"recorded_at":"[^"]+"', '"recorded_at":"0001-01-01T00:00:00+01:00"', original
+            ),
         }.get(body, body)
         assert changed != original
         conn.execute(text("UPDATE integrity_audit_event SET body = :body WHERE seq = 2"), {"body": changed})
@@ -346,6 +354,9 @@ def test_a_body_that_is_no_events_json_is_listed_as_unreadable_not_an_error(app,
     story = admin.get(f"{V1}/stories/claim-42").json()["events"]
     # The row is found by the fields still in its body: those that kept the business key are in the story.
     assert [e["readable"] for e in story if e["seq"] == 2] == ([False] if "claim-42" in changed else [])
+    for fmt in ("jsonl", "csv"):
+        download = admin.get(f"{V1}/stories/claim-42/export", params={"format": fmt})
+        assert download.status_code == 200 and "end" in download.text.splitlines()[-1], download.text[-300:]
 
 
 def test_a_time_written_with_another_offset_is_read_as_its_utc_moment(app, auth_manager) -> None:  # noqa: F811
@@ -371,6 +382,37 @@ def test_a_time_written_with_another_offset_is_read_as_its_utc_moment(app, auth_
     assert listed[2]["readable"] is True and listed[2]["recorded_at"] == f"{moment.group(1)}Z"
     detail = admin.get(f"{V1}/events/2").json()
     assert detail["readable"] is True and detail["hash_matches"] is False and detail["body"] == changed
+    # A bound whose offset takes it out of the calendar in UTC is refused as bad input, not a server error.
+    outside = admin.get(f"{V1}/events", params={"since": "0001-01-01T00:00:00+01:00"})
+    assert outside.status_code == 400 and "outside the years 1 to 9999" in outside.text
+
+
+def test_a_body_stored_as_bytes_on_sqlite_is_shown_and_checked_as_stored(app, auth_manager) -> None:  # noqa: F811
+    """SQLite keeps whatever type is written: a body rewritten as a BLOB of the same bytes is listed, detailed with
+    its hash checked over the stored bytes, and exported; never a 500. (Bytes that are not JSON cannot be written:
+    the indexes on the body's fields refuse them.)"""
+    from sqlalchemy import text
+
+    from tests.store.audit.test_tamper import tampering
+
+    _seed_trail()
+    store = IntegrityCheckHook().get_store()
+    if store.backend != "sqlite":
+        pytest.skip("PostgreSQL keeps a text column's type")
+    with tampering(store) as conn:
+        conn.execute(text("UPDATE integrity_audit_event SET body = CAST(body AS BLOB) WHERE seq = 2"))
+        assert (
+            conn.execute(text("SELECT typeof(body) FROM integrity_audit_event WHERE seq = 2")).scalar() == "blob"
+        )
+    admin = _as(auth_manager, app, "admin")
+    listed = {e["seq"]: e for e in admin.get(f"{V1}/events").json()["events"]}
+    assert listed[2]["readable"] is True and listed[2]["seq"] == 2
+    detail = admin.get(f"{V1}/events/2")
+    assert detail.status_code == 200 and detail.json()["hash_matches"] is True
+    assert admin.post(f"{V1}/verification").json()["ok"] is True
+    for fmt in ("jsonl", "csv"):
+        download = admin.get(f"{V1}/stories/claim-42/export", params={"format": fmt})
+        assert download.status_code == 200 and "end" in download.text.splitlines()[-1]
 
 
 def _validation(dag_id: str, run_id: str, status: str, *, quarantine: bool = False) -> str:

@@ -128,12 +128,13 @@ def get_event(access: AccessDep, seq: int) -> dict[str, Any]:
         previous = query.get(store, seq - 1) if seq > 1 else None
         with store.read() as conn:
             newest = newest_checkpoint(conn)
-    body = row.body  # as stored: what the hash covers, however its fields read
+    # As stored: what the hash covers, however its fields read.
+    body = row.shown_body
     return {
         **event_json(row),
         "body": body,
         "chained": True,
-        "hash_matches": chain_hash(row.prev_hash or "", seq, body.encode("utf-8")) == row.hash,
+        "hash_matches": chain_hash(row.prev_hash or "", seq, row.stored_body) == row.hash,
         "links_to_previous": (
             row.prev_hash == GENESIS_HASH if seq == 1 else previous is not None and previous.hash == row.prev_hash
         ),

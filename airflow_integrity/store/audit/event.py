@@ -127,7 +127,10 @@ def to_timestamp(value: datetime | str | None, name: str) -> str | None:
             ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return format_timestamp(value)
+    try:
+        return format_timestamp(value)
+    except OverflowError:  # an offset that takes the first or last day of the calendar out of range
+        raise AuditEventError(f"{name} {value.isoformat()!r} is outside the years 1 to 9999 in UTC.") from None
 
 
 def _q(value: str | None) -> str:

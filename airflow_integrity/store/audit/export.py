@@ -187,17 +187,17 @@ class ExportLines:
             "exported_at": format_timestamp(datetime.now(UTC)),
         }
         yield json.dumps(header, ensure_ascii=False) + "\n"
-        for seq, body, prev_hash, hash_ in self._rows:
+        for row in rows_of(self._rows):
             self.events += 1
-            verified = _verified(seq, self._trusted_below)
+            verified = _verified(row.seq, self._trusted_below)
+            body = row.body
             if verified and body.startswith(CANONICAL_START) and body.endswith("}"):
                 # A verified body is the canonical JSON the store hashed: written as it is, not re-encoded.
                 yield (
-                    f'{body[:-1]},"record":"event","seq":{seq},"verified":true,'
-                    f'"prev_hash":"{prev_hash}","hash":"{hash_}"}}\n'
+                    f'{body[:-1]},"record":"event","seq":{row.seq},"verified":true,'
+                    f'"prev_hash":"{row.prev_hash}","hash":"{row.hash}"}}\n'
                 )
                 continue
-            row = next(rows_of([(seq, body, prev_hash, hash_)]))
             line = (
                 {**row.record.as_dict(), "record": "event", "verified": verified}
                 if row.record is not None

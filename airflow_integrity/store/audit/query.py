@@ -145,8 +145,23 @@ class EventRow(msgspec.Struct, frozen=True, dict=True):
 
     @property
     def raw(self) -> str | None:
-        """The stored text of a body that is not an event's JSON; ``None`` for a readable one."""
-        return None if self.content is not None else str(self.body)
+        """The stored text of a body that is not an event's JSON (bytes that are not UTF-8 shown as U+FFFD);
+        ``None`` for a readable one."""
+        return None if self.content is not None else self.shown_body
+
+    @property
+    def shown_body(self) -> str:
+        """The body as stored, as text that can be written anywhere (bytes that are not UTF-8 as U+FFFD)."""
+        try:
+            self.body.encode("utf-8")
+        except UnicodeEncodeError:
+            return self.stored_body.decode("utf-8", "replace")
+        return self.body
+
+    @property
+    def stored_body(self) -> bytes:
+        """The bytes of the body as stored: what its hash covers."""
+        return self.body.encode("utf-8", "surrogateescape")
 
     @read_once
     def record(self) -> AuditRecord | None:
@@ -158,7 +173,18 @@ class EventRow(msgspec.Struct, frozen=True, dict=True):
 def rows_of(result: Any) -> Iterator[EventRow]:
     """Stored rows ``(seq, body, prev_hash, hash)`` as :class:`EventRow`."""
     for seq, body, prev_hash, hash_ in result:
+        if type(body) is not str or type(prev_hash) is not str or type(hash_) is not str:
+            body, prev_hash, hash_ = _as_text(body), _as_text(prev_hash, "replace"), _as_text(hash_, "replace")
         yield EventRow(seq, body, prev_hash, hash_)
+
+
+def _as_text(value: Any, errors: str = "surrogateescape") -> str:
+    """A value SQLite stored as a BLOB (or NULL) in a text column of a tampered row, as text. Bytes that are not
+    UTF-8 are kept as surrogates (``errors``), so that ``text.encode("utf-8", "surrogateescape")`` gives them
+    back, or replaced by U+FFFD."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors)
+    return "" if value is None else str(value)
 
 
 def _statement(

@@ -53,7 +53,8 @@ def field_sql(dialect: str, name: str, alias: str = "e") -> str:
 
 class EventContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """The fields of a stored event body, each of the JSON type :func:`canonical_body` writes; ``recorded_at``
-    an RFC 3339 time with its zone (read by msgspec in C: a day past its month's last is refused)."""
+    an RFC 3339 time with its zone (read by msgspec in C: a day past its month's last is refused), in UTC once
+    :func:`content_of` has read it."""
 
     actor: str
     bundle_version: str | None
@@ -77,9 +78,16 @@ def content_of(body: Any) -> EventContent | None:
     """The fields of a stored event body, or ``None`` when the body is not an event's JSON: not JSON, not an
     object, other fields, a field of the wrong type, or no time (a damaged or tampered row)."""
     try:
-        return _decode(body)
+        content = _decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
         return None
+    if content.recorded_at.utcoffset():  # a time written with another offset: kept as its UTC moment
+        try:
+            utc = content.recorded_at.astimezone(UTC)
+        except OverflowError:  # the moment lies before year 1 or after 9999 in UTC
+            return None
+        return msgspec.structs.replace(content, recorded_at=utc)
+    return content
 
 
 def record_from_content(seq: int, content: EventContent, prev_hash: str, hash_: str) -> AuditRecord:
@@ -88,7 +96,7 @@ def record_from_content(seq: int, content: EventContent, prev_hash: str, hash_: 
         seq=seq,
         prev_hash=prev_hash,
         hash=hash_,
-        **{**msgspec.structs.asdict(content), "recorded_at": content.recorded_at.astimezone(UTC)},
+        **msgspec.structs.asdict(content),
     )
 
 
