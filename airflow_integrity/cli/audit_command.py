@@ -17,16 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
 
+from airflow_integrity.cli.args import ARG_CONN_ID
+
 if TYPE_CHECKING:
     from airflow_integrity.hooks.integrity import IntegrityCheckHook
     from airflow_integrity.store import IntegrityStore
     from airflow_integrity.store.audit.signing import CheckpointKey
 
-ARG_CONN_ID = Arg(
-    ("--conn-id",),
-    help="Connection of the integrity store (default: [integrity] conn_id, then the embedded SQLite store)",
-    default=None,
-)
 ARG_KEY_CONN_ID = Arg(
     ("--key-conn-id",),
     help="Connection whose password holds the checkpoint key: an HMAC secret or an Ed25519 PEM key "

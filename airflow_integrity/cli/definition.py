@@ -7,17 +7,12 @@ from __future__ import annotations
 
 from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
 
+from airflow_integrity.cli.args import ARG_CONN_ID
 from airflow_integrity.cli.audit_command import AUDIT_COMMANDS
 from airflow_integrity.cli.ledger_command import LEDGER_COMMANDS
 from airflow_integrity.cli.lint_command import LINT_ARGS
 from airflow_integrity.cli.qualify_command import QUALIFY_ARGS
 from airflow_integrity.cli.report_command import REPORT_ARGS
-
-ARG_CONN_ID = Arg(
-    ("--conn-id",),
-    help="Connection of the integrity store (default: [integrity] conn_id, then the embedded SQLite store)",
-    default=None,
-)
 
 ARG_RUNTIME_ROLE = Arg(
     ("--runtime-role",),

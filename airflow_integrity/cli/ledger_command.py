@@ -18,15 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
 
+from airflow_integrity.cli.args import ARG_CONN_ID
+
 if TYPE_CHECKING:
     from airflow_integrity.store.ledger.entries import HistoryEntry, LedgerEntry, Release
     from airflow_integrity.store.ledger.ledger import IdempotencyLedger
 
-_ARG_CONN_ID = Arg(
-    ("--conn-id",),
-    help="Connection of the integrity store (default: [integrity] conn_id, then the embedded SQLite store)",
-    default=None,
-)
 _ARG_KEY = Arg(("key",), help="The idempotency key, for example claim-42", metavar="KEY")
 _ARG_NAMESPACE = Arg(("--namespace",), help="The key's namespace (default: default)", default="default")
 _ARG_JSON = Arg(("--json",), help="Print the entry and its history as JSON", action="store_true")
@@ -41,13 +38,13 @@ LEDGER_COMMANDS = (
         name="show",
         help="Show an idempotency key: its state, holder, fencing token, result digest and full history",
         func=lazy_load_command("airflow_integrity.cli.ledger_command.show"),
-        args=(_ARG_KEY, _ARG_NAMESPACE, _ARG_JSON, _ARG_RESULT, _ARG_SHOW_REASON, _ARG_SHOW_USER, _ARG_CONN_ID),
+        args=(_ARG_KEY, _ARG_NAMESPACE, _ARG_JSON, _ARG_RESULT, _ARG_SHOW_REASON, _ARG_SHOW_USER, ARG_CONN_ID),
     ),
     ActionCommand(
         name="release",
         help="Re-open a completed or failed idempotency key so that its work runs again (person, reason recorded)",
         func=lazy_load_command("airflow_integrity.cli.ledger_command.release"),
-        args=(_ARG_KEY, _ARG_REASON, _ARG_USER, _ARG_NAMESPACE, _ARG_CONN_ID),
+        args=(_ARG_KEY, _ARG_REASON, _ARG_USER, _ARG_NAMESPACE, ARG_CONN_ID),
     ),
 )
 

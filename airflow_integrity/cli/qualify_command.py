@@ -8,9 +8,9 @@ import sys
 
 from airflow.cli.cli_config import Arg
 
+from airflow_integrity.cli.args import ARG_CONN_ID
 from airflow_integrity.cli.exits import usage_error
 
-ARG_CONN_ID = Arg(("--conn-id",), help="Connection of the integrity store (default: [integrity] conn_id)")
 ARG_KEY_CONN_ID = Arg(
     ("--key-conn-id",),
     help="Connection holding the checkpoint key (default: [integrity] checkpoint_key_conn_id); it checks the "

@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow.cli.cli_config import Arg
 
+from airflow_integrity.cli.args import ARG_CONN_ID
 from airflow_integrity.cli.exits import usage_error
 
 ARG_DAG_ID = Arg(("dag_id",), help="The DAG to report on")
@@ -22,7 +23,6 @@ ARG_SINCE = Arg(
     default=None,
 )
 ARG_JSON = Arg(("--json",), help="Print the report as JSON", action="store_true")
-ARG_CONN_ID = Arg(("--conn-id",), help="Connection of the integrity store (default: [integrity] conn_id)")
 REPORT_ARGS = (ARG_DAG_ID, ARG_SINCE, ARG_JSON, ARG_CONN_ID)
 _AGO = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 
