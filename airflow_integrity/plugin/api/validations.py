@@ -34,7 +34,7 @@ def _quarantined(store: Any, results: list[Any]) -> set[str]:
     """The ids among ``results`` whose rejected rows were quarantined (from their runs' audit events)."""
     from airflow_integrity.store.audit import query
 
-    runs = {(r.identity.get("dag_id"), r.identity.get("run_id")) for r in results}
+    runs = {(r.dag_id, r.run_id) for r in results}
     known = {(dag_id, run_id) for dag_id, run_id in runs if dag_id is not None and run_id is not None}
     return {
         str(result_id)
@@ -55,7 +55,7 @@ def validation_json(result: Any, quarantined: bool) -> dict[str, Any]:
         "suite_fingerprint": result.suite_fingerprint,
         "data_fingerprint": result.data_fingerprint,
         **result.figures,
-        **{name: result.identity.get(name) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number")},
+        **{name: getattr(result, name) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number")},
     }
 
 
@@ -105,7 +105,7 @@ def get_validation(access: AccessDep, result_id: Annotated[str, Path(max_length=
 
     with open_store() as store:
         result = validation_results.get(store, result_id)
-        if result is None or not access.may_read(result.identity.get("dag_id")):
+        if result is None or not access.may_read(result.dag_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No validation {result_id!r} that you may read.")
         quarantined = _quarantined(store, [result])
     return {
